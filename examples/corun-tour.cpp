@@ -1,0 +1,79 @@
+// corun-tour — the comparisons of the multiprocessing-and-pipelines notebook
+// corun grew from, done natively. Each section is one idea of the notebook.
+#include <corun/corun.hpp>
+
+#include <unistd.h>
+
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <ranges>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+/// Dummy function standing for a complex computation, as in the notebook.
+long square(long x) {
+    std::printf("x: %ld pid: %d\n", x, static_cast<int>(getpid()));
+    std::fflush(stdout);
+    std::this_thread::sleep_for(1s);  // simulate a long calculation
+    return x * x;
+}
+
+/// The same computation as a coroutine: it waits on a timer instead of
+/// blocking, so the event loop runs the others meanwhile.
+corun::awaitable<long> square_async(long x) {
+    std::printf("x: %ld pid: %d\n", x, static_cast<int>(getpid()));
+    std::fflush(stdout);
+    boost::asio::steady_timer timer(co_await corun::this_executor(), 1s);
+    co_await timer.async_wait(corun::use_awaitable);
+    co_return x* x;
+}
+
+template <class Range>
+std::string list(const Range& values) {
+    std::ostringstream out;
+    out << '[';
+    const char* sep = "";
+    for (const auto& v : values) out << std::exchange(sep, ", ") << v;
+    out << ']';
+    return out.str();
+}
+
+double seconds_since(clock_type::time_point start) {
+    return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+void heading(const char* title) {
+    std::printf("\n== %s ==\n", title);
+}
+
+void sequential() {
+    heading("Ordinary sequential execution");
+    const auto start = clock_type::now();
+    std::vector<long> results;
+    for (long i : corun::range(5)) results.push_back(square(i));
+    std::printf("execution time: %.4f\n%s\n", seconds_since(start), list(results).c_str());
+}
+
+corun::awaitable<void> concurrent() {
+    heading("Coroutines on one event loop: corun::gather");
+    const auto start = clock_type::now();
+    std::vector<long> results = co_await corun::gather(corun::range(5) | std::views::transform(square_async));
+    std::printf("execution time: %.4f\n%s\n", seconds_since(start), list(results).c_str());
+}
+
+}  // namespace
+
+int main() {
+    std::printf("corun tour: the notebook's comparisons, natively\n");
+    sequential();
+    corun::run(concurrent());
+    return 0;
+}

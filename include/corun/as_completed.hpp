@@ -1,0 +1,156 @@
+// corun::as_completed — results one at a time, in the order children finish.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <utility>
+
+#include "corun/awaitable.hpp"
+#include "corun/detail/child_group.hpp"
+#include "corun/detail/child_task.hpp"
+#include "corun/gather.hpp"
+#include "corun/settled.hpp"
+
+namespace corun {
+
+/// One finished child of `as_completed`: its outcome and its input index.
+template <class T>
+struct completion : settled<T> {
+    completion(std::size_t i, settled<T> outcome) : settled<T>(std::move(outcome)), index(i) {}
+    std::size_t index;
+};
+
+namespace detail {
+
+template <class View>
+class as_completed_state : public std::enable_shared_from_this<as_completed_state<View>> {
+  public:
+    using T = range_awaitable_value_t<View>;
+    using V = value_or_monostate<T>;
+
+    as_completed_state(View view, std::size_t limit)
+        : m_view(std::move(view)), m_it(std::ranges::begin(m_view)), m_limit(limit) {}
+
+    struct sink {
+        as_completed_state* self;
+        std::size_t index;
+        void done(V&& value) const {
+            if constexpr (std::is_void_v<T>) {
+                self->m_ready.emplace_back(index, settled<T>());
+            } else {
+                self->m_ready.emplace_back(index, settled<T>(std::move(value)));
+            }
+        }
+        void failed(std::exception_ptr error) const { self->m_ready.emplace_back(index, std::move(error)); }
+    };
+
+    void child_exit(std::size_t slot) {
+        m_group.close(slot);
+        m_group.notify();
+        if (m_group.pending() == 0) m_keep_alive.reset();  // may destroy *this: nothing after it
+    }
+
+    awaitable<std::optional<completion<T>>> next() {
+        if (!m_ex) {
+            m_ex = co_await this_executor();
+            launch();
+        }
+        while (m_ready.empty()) {
+            if (m_group.pending() == 0) co_return std::nullopt;
+            co_await m_group.async_wait();
+        }
+        std::optional<completion<T>> out(std::move(m_ready.front()));
+        m_ready.pop_front();
+        launch();
+        co_return out;
+    }
+
+    awaitable<void> close() {
+        m_group.cancel_all();
+        while (m_group.pending() != 0) co_await m_group.async_wait();
+        m_ready.clear();
+    }
+
+    /// The stream was dropped with children still running: cancel them and let
+    /// the last one to finish free the state.
+    void abandon() {
+        if (m_group.pending() == 0) return;
+        m_group.cancel_all();
+        m_keep_alive = this->shared_from_this();
+    }
+
+  private:
+    void launch() {
+        while (!m_group.stopping() && m_it != std::ranges::end(m_view) &&
+               (m_limit == 0 || m_group.pending() + m_ready.size() < m_limit)) {
+            auto&& child = *m_it;
+            spawn_child(*m_ex, m_group, this, sink{this, m_next++}, awaitable<T>(std::move(child)));
+            ++m_it;
+        }
+    }
+
+    View m_view;
+    std::ranges::iterator_t<View> m_it;
+    std::size_t m_limit;
+    std::size_t m_next = 0;
+    std::optional<executor> m_ex;
+    child_group m_group;
+    std::deque<completion<T>> m_ready;
+    std::shared_ptr<as_completed_state> m_keep_alive;
+};
+
+}  // namespace detail
+
+/// The stream `as_completed` returns: `co_await next()` until it gives
+/// `std::nullopt`.
+template <class View>
+class as_completed_stream {
+  public:
+    using value_type = completion<detail::range_awaitable_value_t<View>>;
+
+    as_completed_stream(View view, std::size_t limit)
+        : m_state(std::make_shared<detail::as_completed_state<View>>(std::move(view), limit)) {}
+    as_completed_stream(as_completed_stream&&) noexcept = default;
+    as_completed_stream& operator=(as_completed_stream&&) = delete;
+    ~as_completed_stream() {
+        if (m_state) m_state->abandon();
+    }
+
+    /// The next child to finish, with its index; `std::nullopt` when all have.
+    /// The first call starts the children, on the awaiting coroutine's executor.
+    awaitable<std::optional<value_type>> next() { return m_state->next(); }
+
+    /// Cancels the children still running and waits until they have finished.
+    awaitable<void> close() { return m_state->close(); }
+
+  private:
+    std::shared_ptr<detail::as_completed_state<View>> m_state;
+};
+
+/// `as_completed(range, {.limit = N})` → a stream of `completion<T>` (the
+/// outcome plus its input index) in the order the children finish.
+///
+/// - Start: at the first `next()`, every child (or `limit` of them; a new one
+///   starts each time a result is taken, so running plus unread results never
+///   exceed `limit` and memory stays flat for unbounded ranges).
+/// - Failure: a child's exception is its completion's outcome (`value()`
+///   rethrows it); nothing else is cancelled, as with `gather_settled`.
+/// - Stopping early: `co_await stream.close()` cancels the rest and waits for
+///   them; merely dropping the stream cancels them without waiting.
+/// - Cancellation: cancelling a `next()` cancels every running child; their
+///   outcomes (usually `operation_aborted`) still come through the stream.
+///
+/// @code
+/// auto done = corun::as_completed(urls | std::views::transform(get), {.limit = 8});
+/// while (auto r = co_await done.next()) std::cout << r->index << ": " << r->value() << '\n';
+/// @endcode
+template <class R>
+requires detail::awaitable_range<R>
+auto as_completed(R&& range, gather_options options = {}) {
+    return as_completed_stream<std::views::all_t<R>>(std::views::all(std::forward<R>(range)), options.limit);
+}
+
+}  // namespace corun

@@ -1,0 +1,11 @@
+// corun — the whole public API in one include.
+#pragma once
+
+#include "corun/as_completed.hpp"
+#include "corun/awaitable.hpp"
+#include "corun/gather.hpp"
+#include "corun/range.hpp"
+#include "corun/run.hpp"
+#include "corun/semaphore.hpp"
+#include "corun/settled.hpp"
+#include "corun/timeout.hpp"

@@ -1,0 +1,67 @@
+// Test helpers: run a coroutine with a deadline, and small coroutine tools.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include "corun/awaitable.hpp"
+#include "corun/run.hpp"
+
+namespace corun_test {
+
+using namespace std::chrono_literals;
+
+/// Runs `main` on a fresh event loop like corun::run, but fails the test
+/// instead of hanging when it has not finished within `deadline`.
+template <class T>
+T run_within(std::chrono::milliseconds deadline, corun::awaitable<T> main) {
+    boost::asio::io_context loop{1};
+    corun::detail::run_outcome<T> outcome;
+    corun::detail::spawn_main(loop, std::move(main), outcome);
+    loop.run_for(deadline);
+    if (!outcome.finished) FAIL("the coroutine did not finish within " << deadline.count() << " ms");
+    return outcome.get();
+}
+
+template <class T>
+T block_on(corun::awaitable<T> main) {
+    return run_within(std::chrono::milliseconds(10'000), std::move(main));
+}
+
+/// Suspends the calling coroutine for `d` on a timer (cancellable).
+inline corun::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
+    boost::asio::steady_timer t(co_await corun::this_executor(), d);
+    co_await t.async_wait(corun::use_awaitable);
+}
+
+/// `v`, after `d`.
+inline corun::awaitable<int> after(std::chrono::milliseconds d, int v) {
+    co_await sleep_for(d);
+    co_return v;
+}
+
+/// What happened to an operation that was meant to be cancelled.
+struct cancel_log {
+    bool cancelled = false;              // it saw operation_aborted
+    bool finished = false;               // it has ended, one way or the other
+    bool ran_past_cancellation = false;  // it carried on as if nothing happened
+};
+
+/// Sleeps `d` (long, so that it can only end early by being cancelled), then returns 42.
+inline corun::awaitable<int> logged_sleep(cancel_log& log, std::chrono::milliseconds d = 10s) {
+    try {
+        co_await sleep_for(d);
+    } catch (const boost::system::system_error& e) {
+        log.cancelled = e.code() == boost::asio::error::operation_aborted;
+        log.finished = true;
+        throw;
+    }
+    log.ran_past_cancellation = true;
+    log.finished = true;
+    co_return 42;
+}
+
+}  // namespace corun_test

@@ -1,0 +1,35 @@
+#include "corun/range.hpp"
+
+#include <ranges>
+#include <vector>
+
+#include "support.hpp"
+
+namespace {
+std::vector<std::int64_t> list(corun::range_view r) {
+    return {r.begin(), r.end()};
+}
+}  // namespace
+
+TEST_CASE("range follows Python's range", "[range]") {
+    using v = std::vector<std::int64_t>;
+    CHECK(list(corun::range(5)) == v{0, 1, 2, 3, 4});
+    CHECK(list(corun::range(2, 10, 3)) == v{2, 5, 8});
+    CHECK(list(corun::range(5, 0, -2)) == v{5, 3, 1});
+    CHECK(list(corun::range(0)).empty());
+    CHECK(list(corun::range(-3)).empty());
+    CHECK(list(corun::range(3, 3)).empty());
+    CHECK(list(corun::range(0, 10, -1)).empty());
+    CHECK(corun::range(0, 10, 3).size() == 4);
+    CHECK_THROWS_AS(corun::range(0, 1, 0), std::invalid_argument);
+}
+
+TEST_CASE("range is a lazy random-access view that composes with std::views", "[range]") {
+    static_assert(std::ranges::random_access_range<corun::range_view>);
+    static_assert(std::ranges::view<corun::range_view>);
+    auto big = corun::range(10'000'000);
+    CHECK(big.size() == 10'000'000);
+    CHECK(big[9'999'999] == 9'999'999);
+    auto doubled = corun::range(4) | std::views::transform([](std::int64_t i) { return i * 2; });
+    CHECK(std::vector<std::int64_t>(doubled.begin(), doubled.end()) == std::vector<std::int64_t>{0, 2, 4, 6});
+}
