@@ -17,7 +17,7 @@ using namespace std::chrono_literals;
 /// Runs `main` on a fresh event loop like corun::run, but fails the test
 /// instead of hanging when it has not finished within `deadline`.
 template <class T>
-T run_within(std::chrono::milliseconds deadline, corun::awaitable<T> main) {
+T block_on_within(std::chrono::milliseconds deadline, corun::awaitable<T> main) {
     boost::asio::io_context loop{1};
     corun::detail::run_outcome<T> outcome;
     corun::detail::spawn_main(loop, std::move(main), outcome);
@@ -28,7 +28,7 @@ T run_within(std::chrono::milliseconds deadline, corun::awaitable<T> main) {
 
 template <class T>
 T block_on(corun::awaitable<T> main) {
-    return run_within(std::chrono::milliseconds(10'000), std::move(main));
+    return block_on_within(std::chrono::milliseconds(20'000), std::move(main));
 }
 
 /// Suspends the calling coroutine for `d` on a timer (cancellable).

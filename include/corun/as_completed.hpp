@@ -25,8 +25,12 @@ struct completion : settled<T> {
 
 namespace detail {
 
-template <class View>
-class as_completed_state : public std::enable_shared_from_this<as_completed_state<View>> {
+/// Runs the children of a range, at most `limit` running or finished but
+/// unread, and hands their outcomes out in completion order, or in input
+/// order when `Ordered` (the basis of `imap`: an early result waits for the
+/// ones before it, and still counts against the limit, so memory stays flat).
+template <class View, bool Ordered = false>
+class as_completed_state : public std::enable_shared_from_this<as_completed_state<View, Ordered>> {
   public:
     using T = range_awaitable_value_t<View>;
     using V = value_or_monostate<T>;
@@ -39,12 +43,12 @@ class as_completed_state : public std::enable_shared_from_this<as_completed_stat
         std::size_t index;
         void done(V&& value) const {
             if constexpr (std::is_void_v<T>) {
-                self->m_ready.emplace_back(index, settled<T>());
+                self->store(index, settled<T>());
             } else {
-                self->m_ready.emplace_back(index, settled<T>(std::move(value)));
+                self->store(index, settled<T>(std::move(value)));
             }
         }
-        void failed(std::exception_ptr error) const { self->m_ready.emplace_back(index, std::move(error)); }
+        void failed(std::exception_ptr error) const { self->store(index, std::move(error)); }
     };
 
     void child_exit(std::size_t slot) {
@@ -58,12 +62,14 @@ class as_completed_state : public std::enable_shared_from_this<as_completed_stat
             m_ex = co_await this_executor();
             launch();
         }
-        while (m_ready.empty()) {
+        while (!next_ready()) {
             if (m_group.pending() == 0) co_return std::nullopt;
             co_await m_group.async_wait();
         }
-        std::optional<completion<T>> out(std::move(m_ready.front()));
+        std::optional<completion<T>> out(std::move(*m_ready.front()));
         m_ready.pop_front();
+        --m_unread;
+        ++m_next_out;
         launch();
         co_return out;
     }
@@ -72,6 +78,7 @@ class as_completed_state : public std::enable_shared_from_this<as_completed_stat
         m_group.cancel_all();
         while (m_group.pending() != 0) co_await m_group.async_wait();
         m_ready.clear();
+        m_unread = 0;
     }
 
     /// The stream was dropped with children still running: cancel them and let
@@ -83,9 +90,23 @@ class as_completed_state : public std::enable_shared_from_this<as_completed_stat
     }
 
   private:
+    /// Completion order: a queue. Input order: slot `i - m_next_out` of the
+    /// queue belongs to child `i`, filled whenever it finishes.
+    void store(std::size_t index, settled<T> outcome) {
+        ++m_unread;
+        if constexpr (Ordered) {
+            const std::size_t at = index - m_next_out;
+            if (m_ready.size() <= at) m_ready.resize(at + 1);
+            m_ready[at].emplace(index, std::move(outcome));
+        } else {
+            m_ready.emplace_back(std::in_place, index, std::move(outcome));
+        }
+    }
+    bool next_ready() const { return !m_ready.empty() && m_ready.front().has_value(); }
+
     void launch() {
         while (!m_group.stopping() && m_it != std::ranges::end(m_view) &&
-               (m_limit == 0 || m_group.pending() + m_ready.size() < m_limit)) {
+               (m_limit == 0 || m_group.pending() + m_unread < m_limit)) {
             auto&& child = *m_it;
             spawn_child(*m_ex, m_group, this, sink{this, m_next++}, awaitable<T>(std::move(child)));
             ++m_it;
@@ -98,7 +119,9 @@ class as_completed_state : public std::enable_shared_from_this<as_completed_stat
     std::size_t m_next = 0;
     std::optional<executor> m_ex;
     child_group m_group;
-    std::deque<completion<T>> m_ready;
+    std::deque<std::optional<completion<T>>> m_ready;
+    std::size_t m_unread = 0;
+    std::size_t m_next_out = 0;
     std::shared_ptr<as_completed_state> m_keep_alive;
 };
 
@@ -106,13 +129,13 @@ class as_completed_state : public std::enable_shared_from_this<as_completed_stat
 
 /// The stream `as_completed` returns: `co_await next()` until it gives
 /// `std::nullopt`.
-template <class View>
+template <class View, bool Ordered = false>
 class as_completed_stream {
   public:
     using value_type = completion<detail::range_awaitable_value_t<View>>;
 
     as_completed_stream(View view, std::size_t limit)
-        : m_state(std::make_shared<detail::as_completed_state<View>>(std::move(view), limit)) {}
+        : m_state(std::make_shared<detail::as_completed_state<View, Ordered>>(std::move(view), limit)) {}
     as_completed_stream(as_completed_stream&&) noexcept = default;
     as_completed_stream& operator=(as_completed_stream&&) = delete;
     ~as_completed_stream() {
@@ -127,7 +150,7 @@ class as_completed_stream {
     awaitable<void> close() { return m_state->close(); }
 
   private:
-    std::shared_ptr<detail::as_completed_state<View>> m_state;
+    std::shared_ptr<detail::as_completed_state<View, Ordered>> m_state;
 };
 
 /// `as_completed(range, {.limit = N})` → a stream of `completion<T>` (the

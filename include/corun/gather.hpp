@@ -82,7 +82,7 @@ class range_gather {
     std::vector<slot_type>& results() { return m_results; }
 
   private:
-    bool can_launch() const {
+    bool can_launch() {
         return !m_group.stopping() && m_it != std::ranges::end(m_view) &&
                (m_limit == 0 || m_group.pending() - m_launching < m_limit);
     }

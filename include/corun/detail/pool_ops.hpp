@@ -1,0 +1,242 @@
+// map, starmap, imap and imap_unordered, shared by process_pool and thread_pool.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <iterator>
+#include <optional>
+#include <ranges>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+
+#include "corun/as_completed.hpp"
+#include "corun/awaitable.hpp"
+#include "corun/detail/remote_call.hpp"
+#include "corun/gather.hpp"
+
+namespace corun {
+
+/// Options of `map` and `starmap`.
+struct map_options {
+    /// Items per task sent to a worker; 0 means `ceil(n / (4 × workers))`, as
+    /// Python's `Pool.map`.
+    std::size_t chunksize = 0;
+};
+
+/// Options of `imap` and `imap_unordered`.
+struct imap_options {
+    /// Items per task sent to a worker (Python's default is 1; raise it for
+    /// cheap functions).
+    std::size_t chunksize = 1;
+    /// Chunks running or finished but not yet consumed; 0 means 2 × workers.
+    /// This bounds the memory an unbounded input can take.
+    std::size_t max_in_flight = 0;
+};
+
+namespace detail {
+
+template <call_mode Mode, class F, class E>
+struct call_result {
+    using type = std::invoke_result_t<F&, const E&>;
+};
+template <class F, class E>
+struct call_result<call_mode::each_tuple, F, E> {
+    using type = decltype(std::apply(std::declval<F&>(), std::declval<const E&>()));
+};
+/// What one item of `map` (`each`) or `starmap` (`each_tuple`) gives.
+template <call_mode Mode, class F, class E>
+using call_result_t = wire_result_t<typename call_result<Mode, F, E>::type>;
+
+/// A lazy view of tasks: each dereference reads the next `chunksize` items of
+/// the input and returns the awaitable that runs them on the pool. Read once,
+/// front to back, by gather or as_completed.
+template <class Pool, call_mode Mode, class F, class View>
+class chunk_task_view : public std::ranges::view_interface<chunk_task_view<Pool, Mode, F, View>> {
+public:
+    using item_type = std::ranges::range_value_t<View>;
+    using result_type = call_result_t<Mode, F, item_type>;
+    using task_type = awaitable<std::vector<result_type>>;
+
+    chunk_task_view(Pool& pool, F f, View items, std::size_t chunksize)
+        : m_pool(&pool), m_f(std::move(f)), m_items(std::move(items)), m_chunksize(chunksize) {}
+    chunk_task_view(chunk_task_view&&) = default;
+    chunk_task_view& operator=(chunk_task_view&&) = default;
+
+    struct sentinel {};
+    class iterator {
+    public:
+        using iterator_concept = std::input_iterator_tag;
+        using value_type = task_type;
+        using difference_type = std::ptrdiff_t;
+
+        iterator() = default;
+        explicit iterator(chunk_task_view* v) : m_view(v) {}
+        task_type operator*() const { return m_view->next_task(); }
+        iterator& operator++() { return *this; }
+        void operator++(int) {}
+        friend bool operator==(const iterator& i, sentinel) { return i.m_view->exhausted(); }
+
+    private:
+        chunk_task_view* m_view = nullptr;
+    };
+
+    iterator begin() {
+        m_it.emplace(std::ranges::begin(m_items));
+        return iterator(this);
+    }
+    sentinel end() const { return {}; }
+
+    bool exhausted() { return *m_it == std::ranges::end(m_items); }
+    task_type next_task() {
+        std::vector<item_type> chunk;
+        chunk.reserve(m_chunksize);
+        for (auto& it = *m_it; chunk.size() < m_chunksize && it != std::ranges::end(m_items); ++it)
+            chunk.push_back(*it);
+        return m_pool->template run_chunk<Mode>(m_f, std::move(chunk));
+    }
+
+private:
+    Pool* m_pool;
+    F m_f;
+    View m_items;
+    std::optional<std::ranges::iterator_t<View>> m_it;
+    std::size_t m_chunksize;
+};
+
+template <class T>
+concept token_for_awaitable = std::is_same_v<std::decay_t<T>, use_awaitable_t>;
+
+/// Runs a composed operation with any completion token: the awaitable itself
+/// for the default token, `co_spawn` on the pool's executor for the others
+/// (a callback `(std::exception_ptr, R)`, `use_future`, `deferred` …).
+template <class T, class Token>
+auto with_token(const executor& ex, awaitable<T> op, Token&& token) {
+    if constexpr (token_for_awaitable<Token>) {
+        return op;
+    } else {
+        return asio::co_spawn(ex, std::move(op), std::forward<Token>(token));
+    }
+}
+
+/// One item at a time out of a stream of chunk results.
+template <class Stream, class R>
+class item_stream {
+public:
+    explicit item_stream(Stream chunks) : m_chunks(std::move(chunks)) {}
+
+    /// The next result, or `std::nullopt` at the end; a task's exception is
+    /// rethrown here, at its item.
+    awaitable<std::optional<R>> next() {
+        while (m_pos == m_current.size()) {
+            auto done = co_await m_chunks.next();
+            if (!done) co_return std::nullopt;
+            m_current = std::move(*done).value();
+            m_pos = 0;
+        }
+        co_return std::move(m_current[m_pos++]);
+    }
+
+    /// Stops early: cancels the chunks still running and waits for them.
+    awaitable<void> close() { return m_chunks.close(); }
+
+private:
+    Stream m_chunks;
+    std::vector<R> m_current;
+    std::size_t m_pos = 0;
+};
+
+/// The calls both pools offer, written once over `Pool::run_chunk`.
+template <class Pool>
+class pool_ops {
+public:
+    /// `co_await pool.map(f, items, {.chunksize})` → `std::vector` of `f(item)`
+    /// in input order, like Python's `Pool.map`.
+    ///
+    /// - Start: the input is cut into chunks, all submitted at once (the pool
+    ///   queues what its workers cannot take yet).
+    /// - First failure: the other chunks are cancelled (a running one kills
+    ///   its worker, which is replaced) and the first exception is rethrown.
+    /// - Cancellation: cancelling the `co_await` does the same.
+    /// - A `void` function gives a vector of `std::monostate`.
+    /// Other completion tokens (a callback, `use_future`) may be passed last.
+    template <class F, std::ranges::input_range R, class Token = use_awaitable_t>
+    auto map(F f, R&& items, map_options options = {}, Token&& token = {}) {
+        return with_token(self().get_executor(),
+                          map_impl<call_mode::each>(std::move(f), std::views::all(std::forward<R>(items)),
+                                                    options.chunksize),
+                          std::forward<Token>(token));
+    }
+
+    /// `map` for a function of several arguments: each item is a tuple (or
+    /// pair) unpacked into the call, like Python's `Pool.starmap`.
+    template <class F, std::ranges::input_range R, class Token = use_awaitable_t>
+    auto starmap(F f, R&& items, map_options options = {}, Token&& token = {}) {
+        return with_token(self().get_executor(),
+                          map_impl<call_mode::each_tuple>(
+                              std::move(f), std::views::all(std::forward<R>(items)), options.chunksize),
+                          std::forward<Token>(token));
+    }
+
+    /// `imap(f, items, {.chunksize, .max_in_flight})` → a stream; `co_await
+    /// s.next()` gives each `f(item)` in input order, then `std::nullopt`.
+    /// The input is read lazily and at most `max_in_flight` chunks are
+    /// running or waiting to be read, so an endless input is fine. A task's
+    /// exception is rethrown by the `next()` that reaches its item; stopping
+    /// early with `co_await s.close()` cancels the rest.
+    template <class F, std::ranges::input_range R>
+    auto imap(F f, R&& items, imap_options options = {}) {
+        return make_stream<true>(std::move(f), std::views::all(std::forward<R>(items)), options);
+    }
+
+    /// `imap` with results in completion order, for lower latency.
+    template <class F, std::ranges::input_range R>
+    auto imap_unordered(F f, R&& items, imap_options options = {}) {
+        return make_stream<false>(std::move(f), std::views::all(std::forward<R>(items)), options);
+    }
+
+private:
+    Pool& self() { return static_cast<Pool&>(*this); }
+
+    template <call_mode Mode, class F, class View>
+    awaitable<std::vector<call_result_t<Mode, F, std::ranges::range_value_t<View>>>> map_impl(
+        F f, View items, std::size_t chunksize) {
+        using E = std::ranges::range_value_t<View>;
+        if constexpr (!std::ranges::sized_range<View>) {
+            // Like Python, an input of unknown length is read whole first.
+            co_return co_await map_impl<Mode>(std::move(f),
+                                              std::views::all(std::vector<E>(std::ranges::begin(items),
+                                                                             std::ranges::end(items))),
+                                              chunksize);
+        } else {
+            const std::size_t n = std::ranges::size(items);
+            if (chunksize == 0) {
+                const std::size_t parts = 4 * std::max<std::size_t>(1, self().workers());
+                chunksize = std::max<std::size_t>(1, (n + parts - 1) / parts);
+            }
+            auto parts = co_await gather(chunk_task_view<Pool, Mode, F, View>(self(), std::move(f),
+                                                                              std::move(items), chunksize));
+            std::vector<call_result_t<Mode, F, E>> out;
+            out.reserve(n);
+            for (auto& part : parts) std::ranges::move(part, std::back_inserter(out));
+            co_return out;
+        }
+    }
+
+    template <bool Ordered, class F, class View>
+    auto make_stream(F f, View items, imap_options options) {
+        using tasks = chunk_task_view<Pool, call_mode::each, F, View>;
+        const std::size_t limit = options.max_in_flight ? options.max_in_flight
+                                                        : 2 * std::max<std::size_t>(1, self().workers());
+        using chunks = as_completed_stream<tasks, Ordered>;
+        return item_stream<chunks, typename tasks::result_type>(
+            chunks(tasks(self(), std::move(f), std::move(items), std::max<std::size_t>(1, options.chunksize)),
+                   limit));
+    }
+};
+
+}  // namespace detail
+}  // namespace corun

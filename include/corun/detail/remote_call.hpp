@@ -1,0 +1,159 @@
+// What a task is on the wire: which code to run, and the bytes it runs on.
+//
+// Function identity. A task names its code by address, but never by a raw
+// address: an address is turned into (module, offset), the module being the
+// executable or shared object holding the code (named by a hash of its path)
+// and the offset being relative to where that module is loaded. A worker
+// maps it back with its own load addresses. A forked worker has the same
+// load addresses, but nothing here relies on it, so the same frames can run
+// in a worker started from the same executable anywhere (ASLR included):
+// that is the contract a later remote backend keeps.
+//
+// What is addressed is an *invoker*, `invoke<Mode, F, Args...>`: one
+// instantiation per callable type and argument list, compiled into the user's
+// program. It reads the callable and the arguments from the frame, calls, and
+// writes the result. The callable itself travels by value:
+//  - a plain function pointer as its own (module, offset) address;
+//  - a lambda or function object as its bytes when trivially copyable (a
+//    captureless lambda, or one capturing numbers by value), or through
+//    cereal when it has a `serialize` function; anything else (a lambda
+//    capturing a std::string, a pointer or a reference) is rejected at compile
+//    time, because its state could not be rebuilt in the worker.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "corun/awaitable.hpp"
+#include "corun/detail/wire.hpp"
+
+namespace corun::detail {
+
+/// A code address that means the same thing in every process running the same binaries.
+struct code_address {
+    std::uint64_t module = 0;
+    std::uint64_t offset = 0;
+};
+
+CORUN_API code_address encode_address(const void* code);
+/// Throws `std::runtime_error` when no loaded module matches.
+CORUN_API const void* decode_address(code_address where);
+
+template <class F>
+const void* as_code_pointer(F* f) noexcept {
+    return reinterpret_cast<const void*>(f);
+}
+
+/// The signature every invoker has: read the task, write its result.
+using invoker_fn = void (*)(wire::reader& in, wire::writer& out);
+
+template <class T>
+using wire_result_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+
+template <class F>
+void put_callable(wire::writer& w, const F& f) {
+    if constexpr (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>) {
+        const code_address a = encode_address(as_code_pointer(f));
+        w.pod(a);
+    } else if constexpr (std::is_trivially_copyable_v<F>) {
+        w.bytes(&f, sizeof f);
+    } else {
+        wire::put(w, f);
+    }
+}
+
+/// Rebuilds the callable in the worker and calls `g` with it.
+template <class F, class G>
+decltype(auto) with_callable(wire::reader& r, G&& g) {
+    if constexpr (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>) {
+        const auto a = r.pod<code_address>();
+        F f = reinterpret_cast<F>(const_cast<void*>(decode_address(a)));
+        return g(f);
+    } else if constexpr (std::is_trivially_copyable_v<F>) {
+        // A lambda has no default constructor to build it from: its bytes are
+        // its whole state, so they are copied into suitably aligned storage.
+        alignas(F) unsigned char storage[sizeof(F)];
+        std::memcpy(storage, r.take(sizeof(F)), sizeof(F));
+        return g(*std::launder(reinterpret_cast<F*>(storage)));
+    } else {
+        F f = wire::get<F>(r);
+        return g(f);
+    }
+}
+
+template <class F>
+inline constexpr bool callable_can_travel =
+    (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>) ||
+    (std::is_class_v<F> && std::is_trivially_copyable_v<F>) || wire::is_cereal<F>;
+
+template <class F>
+struct callable_cannot_cross_to_a_worker_process {
+    static_assert(callable_can_travel<F>,
+                  "corun: this callable cannot be sent to a worker process. Use a function, a "
+                  "captureless lambda, a lambda capturing trivially copyable values by value, or a "
+                  "function object with a cereal serialize() function.");
+    static constexpr bool value = true;
+};
+
+enum class call_mode : std::uint8_t { single, each, each_tuple };
+
+/// The worker side of one task. `single`: call `f(args...)`. `each`: call `f`
+/// on every element of a chunk. `each_tuple`: `std::apply(f, element)` on
+/// every element (starmap).
+template <call_mode Mode, class F, class... Args>
+void invoke(wire::reader& in, wire::writer& out) {
+    with_callable<F>(in, [&](auto& f) {
+        if constexpr (Mode == call_mode::single) {
+            std::tuple<Args...> args{wire::get<Args>(in)...};
+            using R = std::invoke_result_t<F&, Args&...>;
+            if constexpr (std::is_void_v<R>) {
+                std::apply(f, args);
+            } else {
+                wire::put(out, std::apply(f, args));
+            }
+        } else {
+            using E = std::tuple_element_t<0, std::tuple<Args...>>;
+            const std::vector<E> chunk = wire::get_many<E>(in);
+            auto call = [&f](const E& e) -> decltype(auto) {
+                if constexpr (Mode == call_mode::each) {
+                    return f(e);
+                } else {
+                    return std::apply(f, e);
+                }
+            };
+            using R = decltype(call(std::declval<const E&>()));
+            std::vector<wire_result_t<R>> results;
+            results.reserve(chunk.size());
+            for (const E& e : chunk) {
+                if constexpr (std::is_void_v<R>) {
+                    call(e);
+                    results.emplace_back();
+                } else {
+                    results.push_back(call(e));
+                }
+            }
+            wire::put_many(out, results);
+        }
+    });
+}
+
+/// Writes the head of a task frame's payload: which invoker, and the callable.
+template <call_mode Mode, class F, class... Args>
+void put_task_head(wire::writer& w, const F& f) {
+    static_assert(callable_cannot_cross_to_a_worker_process<F>::value);
+    static const code_address invoker = encode_address(as_code_pointer(&invoke<Mode, F, Args...>));
+    w.pod(invoker);
+    put_callable(w, f);
+}
+
+/// Runs a task in the worker: finds the invoker, which does the rest.
+CORUN_API void run_task(wire::reader& in, wire::writer& out);
+
+}  // namespace corun::detail

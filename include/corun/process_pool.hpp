@@ -1,0 +1,290 @@
+// corun::process_pool — CPU work in worker processes: crash-safe, cancellable.
+#pragma once
+
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include "corun/awaitable.hpp"
+#include "corun/detail/erased_handler.hpp"
+#include "corun/detail/pool_ops.hpp"
+#include "corun/detail/remote_call.hpp"
+#include "corun/detail/wire.hpp"
+#include "corun/pool_errors.hpp"
+
+namespace corun {
+
+/// Options of a `process_pool`, for designated initialisers:
+/// `corun::process_pool pool{ex, {.workers = 4, .max_tasks_per_child = 100}}`.
+struct process_pool_options {
+    /// Worker processes; 0 means one per core.
+    std::size_t workers = 0;
+    /// A worker is replaced after this many tasks (0: never), as Python's
+    /// `maxtasksperchild`: a cure for leaks in the code it runs.
+    std::size_t max_tasks_per_child = 0;
+    /// Runs once in each worker before its first task.
+    std::function<void()> initializer{};
+    /// Address-space limit of each worker in bytes (RLIMIT_AS; 0: none). An
+    /// allocation beyond it fails the task with `std::bad_alloc`.
+    std::size_t memory_limit = 0;
+    /// Prefix every line a worker prints with `[worker N] `.
+    bool prefix_output = false;
+    /// Tasks sent ahead to one worker before it has answered; more keeps
+    /// workers busy between round trips, fewer loses less when one crashes.
+    std::size_t prefetch = 32;
+};
+
+namespace detail {
+
+class process_pool_core;
+
+/// One submitted task as the pool core sees it; the typed operation derives
+/// from it and owns the user's completion handler.
+class CORUN_API pool_task {
+public:
+    virtual ~pool_task() = default;
+    /// Called once, on the pool's executor, with the result's bytes or the error.
+    virtual void complete(std::exception_ptr error, std::string_view result) = 0;
+
+    std::string frame;  // the whole task frame, kept until the task ends
+    std::uint64_t id = 0;
+};
+
+/// The frame header's room: the core fills it in. Payload follows.
+CORUN_API std::string new_task_frame();
+
+template <class R, class Handler>
+class submit_op final : public pool_task {
+public:
+    submit_op(Handler h, executor ex, std::shared_ptr<process_pool_core> core)
+        : m_handler(std::move(h)), m_ex(std::move(ex)), m_core(std::move(core)) {}
+
+    void start(std::string f);
+
+    void complete(std::exception_ptr error, std::string_view bytes) override {
+        auto slot = asio::get_associated_cancellation_slot(m_handler);
+        if (slot.is_connected()) slot.clear();
+        wire_result_t<R> value{};
+        if (!error) {
+            try {
+                wire::reader r(bytes);
+                value = wire::get<wire_result_t<R>>(r);
+            } catch (...) {
+                error = std::current_exception();
+            }
+        }
+        Handler h = std::move(m_handler);
+        // A plain callback has no executor of its own: it runs on the pool's,
+        // never on a thread of Asio's system pool behind the user's back.
+        auto ex = asio::get_associated_executor(h, m_ex);
+        delete this;
+        if constexpr (std::is_void_v<R>) {
+            asio::post(ex, asio::append(std::move(h), error));
+        } else {
+            asio::post(ex, asio::append(std::move(h), error, std::move(value)));
+        }
+    }
+
+private:
+    Handler m_handler;
+    executor m_ex;
+    std::shared_ptr<process_pool_core> m_core;
+};
+
+CORUN_API void core_submit(process_pool_core& core, pool_task* task);
+CORUN_API void core_cancel(process_pool_core& core, pool_task* task);
+
+template <class R, class Handler>
+void submit_op<R, Handler>::start(std::string f) {
+    frame = std::move(f);
+    auto slot = asio::get_associated_cancellation_slot(m_handler);
+    if (slot.is_connected()) {
+        slot.assign([this](asio::cancellation_type) { core_cancel(*m_core, this); });
+    }
+    core_submit(*m_core, this);
+}
+
+template <class R>
+struct submit_signature_of {
+    using type = void(std::exception_ptr, R);
+};
+template <>
+struct submit_signature_of<void> {
+    using type = void(std::exception_ptr);
+};
+/// `submit` completes with `(std::exception_ptr, R)`, or `(std::exception_ptr)` for `void`.
+template <class R>
+using submit_signature = typename submit_signature_of<R>::type;
+
+template <class T>
+struct is_asio_token : std::false_type {};
+template <class E>
+struct is_asio_token<asio::use_awaitable_t<E>> : std::true_type {};
+template <class A>
+struct is_asio_token<asio::use_future_t<A>> : std::true_type {};
+template <>
+struct is_asio_token<asio::deferred_t> : std::true_type {};
+template <>
+struct is_asio_token<asio::detached_t> : std::true_type {};
+
+/// Is `T`, the last argument given to `submit`, its completion token: one of
+/// Asio's tokens, or a callback taking `(std::exception_ptr, R)`?
+template <class T, class R>
+inline constexpr bool is_submit_token =
+    is_asio_token<std::decay_t<T>>::value ||
+    (std::is_void_v<R> ? std::is_invocable_v<std::decay_t<T>&, std::exception_ptr>
+                       : std::is_invocable_v<std::decay_t<T>&, std::exception_ptr, wire_result_t<R>>);
+
+}  // namespace detail
+
+/// A pool of worker processes, like Python's `multiprocessing.Pool`, whose
+/// calls are awaitable and which never hangs, loses a result or leaks a process.
+///
+/// - Workers are forked, when the pool is made, from a single-threaded fork
+///   server; replacements come from it too, so they are safe even once the
+///   parent has started threads. Stdio is flushed before every fork. Workers
+///   hold none of the parent's sockets, never touch its event loop, and die
+///   with it (PR_SET_PDEATHSIG, and end of file on their socket). Every child
+///   is reaped.
+/// - Each worker's stdout and stderr reach the parent's whole line by line.
+/// - A worker that dies fails exactly the tasks it held with
+///   `worker_crashed` and is replaced; a malformed, oversized or truncated
+///   frame from it counts as a crash. The parent never goes down with it.
+/// - Cancelling a task that is running kills its worker (real cancellation
+///   of runaway CPU work); a queued one is simply dropped.
+/// - A task's standard exception is rethrown as its own type; any other as
+///   `remote_error` with its type name, message and the worker's pid.
+///
+/// Values cross to the workers as bytes: trivially copyable types and
+/// contiguous ranges of them as they are, any type with a cereal `serialize`
+/// function through cereal. Callables: functions, captureless lambdas,
+/// lambdas capturing trivially copyable values, serializable function
+/// objects. Anything else fails to compile with a message that names it. How
+/// a callable is named on the wire is described in `detail/remote_call.hpp`.
+///
+/// The pool belongs to the executor it is made with, which must be a strand
+/// (a `corun::run` loop is one): start its operations there. The thread that
+/// makes the pool must outlive it (the fork server dies with that thread).
+///
+/// @code
+/// corun::process_pool pool{co_await corun::this_executor()};
+/// std::vector<int> sq = co_await pool.map(square, corun::range(5));
+/// int nine = co_await pool.submit(square, 3);
+/// @endcode
+class CORUN_API process_pool : public detail::pool_ops<process_pool> {
+public:
+    explicit process_pool(executor ex, process_pool_options options = {});
+    process_pool(const process_pool&) = delete;
+    process_pool& operator=(const process_pool&) = delete;
+    /// Closes and joins, blocking: tasks already in a worker finish and are
+    /// delivered (their handlers are posted), queued ones fail with
+    /// `operation_aborted`, worker output is drained, every child is reaped.
+    ~process_pool();
+
+    executor get_executor() const noexcept { return m_ex; }
+    std::size_t workers() const noexcept;
+    /// The pids of the live workers, in worker order.
+    std::vector<int> worker_pids() const;
+
+    /// `co_await pool.submit(f, args...)` → `f(args...)` run in a worker.
+    /// A completion token may follow the arguments: a callback
+    /// `(std::exception_ptr, R)` gives Python's `apply_async(callback=,
+    /// error_callback=)`; `asio::use_future` and `deferred` work too. Cancelling
+    /// the operation kills the worker if the task is running.
+    template <class F, class... A>
+    auto submit(F f, A&&... args) {
+        if constexpr (sizeof...(A) > 0) {
+            using last = std::tuple_element_t<sizeof...(A) - 1, std::tuple<A...>>;
+            return split_token(std::make_index_sequence<sizeof...(A) - 1>{}, std::move(f),
+                               std::forward_as_tuple(std::forward<A>(args)...), std::type_identity<last>{});
+        } else {
+            return submit_with(use_awaitable, std::move(f));
+        }
+    }
+
+    /// No more tasks may be submitted (they fail with `pool_closed`).
+    void close();
+    /// Waits until every submitted task has finished and every worker has
+    /// exited (after `close()` or `terminate()`).
+    template <class Token = use_awaitable_t>
+    auto join(Token&& token = {}) {
+        return asio::async_initiate<Token, void()>(
+            [this](auto handler) { start_join(detail::erased_handler<>(std::move(handler))); }, token);
+    }
+    /// Kills every worker now; tasks not yet finished fail with `operation_aborted`.
+    void terminate();
+
+    /// Internal: runs a chunk of `map`/`imap` as one task.
+    template <detail::call_mode Mode, class F, class E>
+    awaitable<std::vector<detail::call_result_t<Mode, F, E>>> run_chunk(F f, std::vector<E> chunk) {
+        std::string frame = detail::new_task_frame();
+        detail::wire::writer w(frame);
+        detail::put_task_head<Mode, F, E>(w, f);
+        detail::wire::put_many(w, chunk);
+        using R = std::vector<detail::call_result_t<Mode, F, E>>;
+        return start_task<R>(std::move(frame), use_awaitable);
+    }
+
+private:
+    template <class F, class Last, class... A>
+    static constexpr bool last_is_token() {
+        if constexpr (std::is_invocable_v<F&, A&...>) {
+            return detail::is_submit_token<Last, std::invoke_result_t<F&, A&...>>;
+        } else {
+            return false;
+        }
+    }
+
+    template <std::size_t... I, class F, class Tuple, class Last>
+    auto split_token(std::index_sequence<I...>, F f, Tuple&& args, std::type_identity<Last>) {
+        if constexpr (last_is_token<F, Last, std::decay_t<std::tuple_element_t<I, Tuple>>...>()) {
+            return submit_with(std::get<sizeof...(I)>(std::move(args)), std::move(f),
+                               std::get<I>(std::move(args))...);
+        } else {
+            return submit_with(use_awaitable, std::move(f), std::get<I>(std::move(args))...,
+                               std::get<sizeof...(I)>(std::move(args)));
+        }
+    }
+
+    template <class Token, class F, class... A>
+    auto submit_with(Token&& token, F f, A&&... args) {
+        using R = std::invoke_result_t<F&, std::decay_t<A>&...>;
+        std::string frame = detail::new_task_frame();
+        detail::wire::writer w(frame);
+        detail::put_task_head<detail::call_mode::single, F, std::decay_t<A>...>(w, f);
+        (detail::wire::put(w, args), ...);
+        return start_task<R>(std::move(frame), std::forward<Token>(token));
+    }
+
+    template <class R, class Token>
+    auto start_task(std::string frame, Token&& token) {
+        return asio::async_initiate<Token, detail::submit_signature<R>>(
+            [this](auto handler, std::string f) {
+                using op = detail::submit_op<R, decltype(handler)>;
+                (new op(std::move(handler), m_ex, m_core))->start(std::move(f));
+            },
+            token, std::move(frame));
+    }
+
+    void start_join(detail::erased_handler<> handler);
+
+    executor m_ex;
+    std::shared_ptr<detail::process_pool_core> m_core;
+};
+
+}  // namespace corun
