@@ -3,6 +3,7 @@
 #include <boost/asio/error.hpp>
 #include <boost/system/system_error.hpp>
 #include <cassert>
+#include <stdexcept>
 
 namespace corun::detail {
 
@@ -51,6 +52,7 @@ void child_group::notify() {
 }
 
 void child_group::start_wait(erased_handler<> handler) {
+    if (m_waiter) throw std::logic_error("corun: two coroutines awaited the same stream at once");
     if (std::exchange(m_notified, false)) {
         handler.post();
         return;

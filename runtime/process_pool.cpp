@@ -8,11 +8,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/write.hpp>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <thread>
@@ -60,7 +60,10 @@ void write_all(int fd, const char* p, std::size_t n) {
 /// One worker process as the parent sees it.
 struct worker_proc {
     worker_proc(const executor& ex, std::uint32_t i, const server_message& m)
-        : index(i), pid(m.pid), channel(ex, asio::local::stream_protocol(), m.fds[0]), out(ex, m.fds[1]),
+        : index(i),
+          pid(m.pid),
+          channel(ex, asio::local::stream_protocol(), m.fds[0]),
+          out(ex, m.fds[1]),
           err(ex, m.fds[2]) {
         out.non_blocking(true);
         err.non_blocking(true);
@@ -172,7 +175,8 @@ public:
         }
         for (auto& w : m_workers) {
             if (!w) continue;
-            auto h = std::find_if(w->inflight.begin(), w->inflight.end(), [t](auto& e) { return e.task == t; });
+            auto h =
+                std::find_if(w->inflight.begin(), w->inflight.end(), [t](auto& e) { return e.task == t; });
             if (h == w->inflight.end()) continue;
             if (h != w->inflight.begin()) {
                 // Still waiting in the worker's queue: drop its answer later.
@@ -252,7 +256,8 @@ private:
         while (!m_queue.empty()) {
             worker_proc* best = nullptr;
             for (auto& w : m_workers)
-                if (w && w->available(m_options.prefetch) && (!best || w->inflight.size() < best->inflight.size()))
+                if (w && w->available(m_options.prefetch) &&
+                    (!best || w->inflight.size() < best->inflight.size()))
                     best = w.get();
             if (!best) break;
             pool_task* t = m_queue.front();
@@ -313,7 +318,8 @@ private:
             else if (h.kind != result_frame && h.kind != failure_frame)
                 bad = "sent a malformed frame (kind " + std::to_string(h.kind) + ")";
             else if (w->inflight.empty() || w->inflight.front().id != h.id)
-                bad = "sent a malformed frame (answer to task " + std::to_string(h.id) + ", which it does not hold)";
+                bad = "sent a malformed frame (answer to task " + std::to_string(h.id) +
+                      ", which it does not hold)";
             if (!bad.empty()) {
                 w->protocol_error = std::move(bad);
                 ::kill(w->pid, SIGKILL);
@@ -329,12 +335,15 @@ private:
             w->rpos += sizeof h + h.length;
             pool_task* t = w->inflight.front().task;
             const auto now = worker_proc::clock::now();
-            w->short_tasks = now - std::max(w->inflight.front().sent, w->last_answer) < std::chrono::milliseconds(1);
+            w->short_tasks =
+                now - std::max(w->inflight.front().sent, w->last_answer) < std::chrono::milliseconds(1);
             w->last_answer = now;
             w->inflight.pop_front();
             if (t) {
-                if (h.kind == result_frame) t->complete(nullptr, payload);
-                else t->complete(decode_failure(payload, w->pid), {});
+                if (h.kind == result_frame)
+                    t->complete(nullptr, payload);
+                else
+                    t->complete(decode_failure(payload, w->pid), {});
             }
         }
         // Keep the partial frame at the front of the buffer.
@@ -405,9 +414,12 @@ private:
         int sig = WIFSIGNALED(w.status) ? WTERMSIG(w.status) : 0;
         int code = WIFEXITED(w.status) ? WEXITSTATUS(w.status) : -1;
         std::string what = "corun: worker " + std::to_string(w.pid);
-        if (!w.protocol_error.empty()) what += " " + w.protocol_error + "; it was killed and replaced";
-        else if (sig) what += " was killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
-        else what += " exited with code " + std::to_string(code);
+        if (!w.protocol_error.empty())
+            what += " " + w.protocol_error + "; it was killed and replaced";
+        else if (sig)
+            what += " was killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+        else
+            what += " exited with code " + std::to_string(code);
         return worker_crashed(w.pid, sig, code, what);
     }
 
@@ -602,13 +614,17 @@ private:
     bool m_server_gone = false;
 };
 
-std::string new_task_frame() { return std::string(sizeof(frame_header), '\0'); }
+std::string new_task_frame() {
+    return std::string(sizeof(frame_header), '\0');
+}
 
 void core_submit(process_pool_core& core, pool_task* task) {
     asio::dispatch(core.get_executor(), [c = core.shared_from_this(), task] { c->submit(task); });
 }
 
-void core_cancel(process_pool_core& core, pool_task* task) { core.cancel(task); }
+void core_cancel(process_pool_core& core, pool_task* task) {
+    core.cancel(task);
+}
 
 }  // namespace detail
 
@@ -617,12 +633,22 @@ process_pool::process_pool(executor ex, process_pool_options options)
     m_core->start();
 }
 
-process_pool::~process_pool() { m_core->shutdown(); }
+process_pool::~process_pool() {
+    m_core->shutdown();
+}
 
-std::size_t process_pool::workers() const noexcept { return m_core->workers(); }
-std::vector<int> process_pool::worker_pids() const { return m_core->pids(); }
-void process_pool::close() { m_core->close(); }
-void process_pool::terminate() { m_core->terminate(); }
+std::size_t process_pool::workers() const noexcept {
+    return m_core->workers();
+}
+std::vector<int> process_pool::worker_pids() const {
+    return m_core->pids();
+}
+void process_pool::close() {
+    m_core->close();
+}
+void process_pool::terminate() {
+    m_core->terminate();
+}
 void process_pool::start_join(detail::erased_handler<> handler) {
     m_core->close();
     m_core->join(std::move(handler));

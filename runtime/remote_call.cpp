@@ -95,7 +95,8 @@ const void* decode_address(code_address where) {
     auto it = c.bases.find(where.module);
     if (it == c.bases.end()) {
         module_info m{};
-        if (!find_module([&](const module_info& mi, const dl_phdr_info&) { return mi.name_hash == where.module; }, m))
+        if (!find_module(
+                [&](const module_info& mi, const dl_phdr_info&) { return mi.name_hash == where.module; }, m))
             throw std::runtime_error("corun: a task names code in a module this worker has not loaded");
         it = c.bases.emplace(where.module, m.base).first;
     }

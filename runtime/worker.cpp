@@ -141,7 +141,8 @@ std::size_t run_frames(std::string& in, std::size_t pos, std::string& out) {
     }
 }
 
-[[noreturn]] void worker_main(const process_pool_options& options, pid_t server, int channel, int out, int err) {
+[[noreturn]] void worker_main(const process_pool_options& options, pid_t server, int channel, int out,
+                              int err) {
     follow_parent(server);
     // The parent's signal handlers (a test framework's, a crash reporter's)
     // are not the worker's: a crash must kill it so that the pool sees it.
@@ -347,7 +348,8 @@ bool receive_server_message(int control, server_message& out, bool& gone) {
     out.status = body.status;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-            std::memcpy(out.fds, CMSG_DATA(c), std::min<std::size_t>(c->cmsg_len - CMSG_LEN(0), sizeof out.fds));
+            std::memcpy(out.fds, CMSG_DATA(c),
+                        std::min<std::size_t>(c->cmsg_len - CMSG_LEN(0), sizeof out.fds));
     }
     return true;
 }
@@ -362,19 +364,30 @@ void encode_failure(std::string& out, std::exception_ptr error) {
         const std::type_info& t = typeid(e);
         type = demangle(t.name());
         message = e.what();
-        if (t == typeid(std::logic_error)) kind = logic_error;
-        else if (t == typeid(std::invalid_argument)) kind = invalid_argument;
-        else if (t == typeid(std::domain_error)) kind = domain_error;
-        else if (t == typeid(std::length_error)) kind = length_error;
-        else if (t == typeid(std::out_of_range)) kind = out_of_range;
-        else if (t == typeid(std::runtime_error)) kind = runtime_error;
-        else if (t == typeid(std::range_error)) kind = range_error;
-        else if (t == typeid(std::overflow_error)) kind = overflow_error;
-        else if (t == typeid(std::underflow_error)) kind = underflow_error;
-        else if (t == typeid(std::bad_alloc)) kind = bad_alloc;
+        if (t == typeid(std::logic_error))
+            kind = logic_error;
+        else if (t == typeid(std::invalid_argument))
+            kind = invalid_argument;
+        else if (t == typeid(std::domain_error))
+            kind = domain_error;
+        else if (t == typeid(std::length_error))
+            kind = length_error;
+        else if (t == typeid(std::out_of_range))
+            kind = out_of_range;
+        else if (t == typeid(std::runtime_error))
+            kind = runtime_error;
+        else if (t == typeid(std::range_error))
+            kind = range_error;
+        else if (t == typeid(std::overflow_error))
+            kind = overflow_error;
+        else if (t == typeid(std::underflow_error))
+            kind = underflow_error;
+        else if (t == typeid(std::bad_alloc))
+            kind = bad_alloc;
         else if (t == typeid(std::system_error)) {
             const auto& se = static_cast<const std::system_error&>(e);
-            if (se.code().category() == std::generic_category() || se.code().category() == std::system_category()) {
+            if (se.code().category() == std::generic_category() ||
+                se.code().category() == std::system_category()) {
                 kind = system_error;
                 code = se.code().value();
             }
@@ -399,19 +412,30 @@ std::exception_ptr decode_failure(std::string_view payload, int pid) {
         const auto msg_len = r.pod<std::uint32_t>();
         std::string message(r.take(msg_len), msg_len);
         switch (kind) {
-            case logic_error: return std::make_exception_ptr(std::logic_error(message));
-            case invalid_argument: return std::make_exception_ptr(std::invalid_argument(message));
-            case domain_error: return std::make_exception_ptr(std::domain_error(message));
-            case length_error: return std::make_exception_ptr(std::length_error(message));
-            case out_of_range: return std::make_exception_ptr(std::out_of_range(message));
-            case runtime_error: return std::make_exception_ptr(std::runtime_error(message));
-            case range_error: return std::make_exception_ptr(std::range_error(message));
-            case overflow_error: return std::make_exception_ptr(std::overflow_error(message));
-            case underflow_error: return std::make_exception_ptr(std::underflow_error(message));
-            case bad_alloc: return std::make_exception_ptr(std::bad_alloc());
+            case logic_error:
+                return std::make_exception_ptr(std::logic_error(message));
+            case invalid_argument:
+                return std::make_exception_ptr(std::invalid_argument(message));
+            case domain_error:
+                return std::make_exception_ptr(std::domain_error(message));
+            case length_error:
+                return std::make_exception_ptr(std::length_error(message));
+            case out_of_range:
+                return std::make_exception_ptr(std::out_of_range(message));
+            case runtime_error:
+                return std::make_exception_ptr(std::runtime_error(message));
+            case range_error:
+                return std::make_exception_ptr(std::range_error(message));
+            case overflow_error:
+                return std::make_exception_ptr(std::overflow_error(message));
+            case underflow_error:
+                return std::make_exception_ptr(std::underflow_error(message));
+            case bad_alloc:
+                return std::make_exception_ptr(std::bad_alloc());
             case system_error:
                 return std::make_exception_ptr(std::system_error(code, std::generic_category(), message));
-            default: return std::make_exception_ptr(remote_error(std::move(type), std::move(message), pid));
+            default:
+                return std::make_exception_ptr(remote_error(std::move(type), std::move(message), pid));
         }
     } catch (...) {
         return std::current_exception();

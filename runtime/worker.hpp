@@ -19,7 +19,7 @@ struct server_message {
     std::uint32_t kind = 0;
     std::uint32_t index = 0;  // spawned: the worker slot it was asked for
     std::int32_t pid = 0;
-    std::int32_t status = 0;  // exited: as waitpid reports it
+    std::int32_t status = 0;    // exited: as waitpid reports it
     int fds[3] = {-1, -1, -1};  // spawned: channel, stdout and stderr read ends
 };
 

@@ -1,5 +1,6 @@
 #include "corun/as_completed.hpp"
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <vector>
 
 #include "corun/range.hpp"
@@ -107,4 +108,27 @@ TEST_CASE("as_completed over an empty range ends at once", "[as_completed]") {
         auto stream = corun::as_completed(std::vector<awaitable<void>>{});
         CHECK_FALSE(co_await stream.next());
     }());
+}
+
+TEST_CASE("cancelling next() stops the stream and says so instead of ending it", "[as_completed]") {
+    using namespace boost::asio::experimental::awaitable_operators;
+    int made = 0;
+    block_on([&]() -> awaitable<void> {
+        auto stream = corun::as_completed(corun::range(10) | std::views::transform([&](std::int64_t) {
+                                              ++made;
+                                              return after(20ms, 1);
+                                          }),
+                                          {.limit = 2});
+        auto first = co_await (stream.next() || sleep_for(5ms));
+        CHECK(first.index() == 1);
+        bool aborted = false;
+        try {
+            while (co_await stream.next()) {
+            }
+        } catch (const boost::system::system_error& e) {
+            aborted = e.code() == boost::asio::error::operation_aborted;
+        }
+        CHECK(aborted);
+    }());
+    CHECK(made == 2);
 }

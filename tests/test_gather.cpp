@@ -182,3 +182,65 @@ TEST_CASE("a cancelled range gather with a limit never starts the rest", "[gathe
     CHECK(started == 5);
     for (int i = 0; i < 5; ++i) CHECK(logs[i].cancelled);
 }
+
+TEST_CASE("a child that fails at once stops the rest from starting", "[gather]") {
+    int started = 0;
+    auto make = [&](std::int64_t i) -> awaitable<int> {
+        ++started;
+        return i == 0 ? []() -> awaitable<int> { throw std::runtime_error("at once"); co_return 0; }()
+                      : after(1ms, 1);
+    };
+    CHECK_THROWS_WITH(block_on(corun::gather(corun::range(100) | std::views::transform(make))), "at once");
+    CHECK(started == 1);
+}
+
+TEST_CASE("a range element that throws while being made is that child's failure", "[gather]") {
+    cancel_log first;
+    auto make = [&](std::int64_t i) -> awaitable<int> {
+        if (i == 1) throw std::runtime_error("make failed");
+        return logged_sleep(first, 10s);
+    };
+    CHECK_THROWS_WITH(block_on(corun::gather(corun::range(3) | std::views::transform(make))), "make failed");
+    CHECK(first.cancelled);
+    CHECK(first.finished);
+    // With a limit the element is made from a child's completion handler: the
+    // failure must still come out of the co_await, not out of the event loop.
+    auto quick = [](std::int64_t i) -> awaitable<int> {
+        if (i == 1) throw std::runtime_error("made late");
+        return after(1ms, 0);
+    };
+    CHECK_THROWS_WITH(block_on(corun::gather(corun::range(3) | std::views::transform(quick), {.limit = 1})),
+                      "made late");
+    auto settled = block_on(corun::gather_settled(corun::range(3) | std::views::transform([](std::int64_t i) {
+                                                      if (i == 1) throw std::runtime_error("made badly");
+                                                      return after(1ms, static_cast<int>(i));
+                                                  })));
+    CHECK(settled[0].value() == 0);
+    CHECK_THROWS_WITH(settled[1].value(), "made badly");
+    CHECK(settled[2].value() == 2);
+}
+
+TEST_CASE("a gather cancelled by a signal has finished every child when it completes", "[gather]") {
+    cancel_log a, b;
+    bool children_done_at_completion = false;
+    boost::system::error_code code;
+    boost::asio::io_context loop;
+    boost::asio::cancellation_signal stop;
+    boost::asio::co_spawn(
+        loop, corun::gather(logged_sleep(a), logged_sleep(b)),
+        boost::asio::bind_cancellation_slot(stop.slot(), [&](std::exception_ptr e, std::tuple<int, int>) {
+            children_done_at_completion = a.finished && b.finished;
+            try {
+                if (e) std::rethrow_exception(e);
+            } catch (const boost::system::system_error& se) {
+                code = se.code();
+            }
+        }));
+    boost::asio::steady_timer t(loop, 5ms);
+    t.async_wait([&](auto) { stop.emit(boost::asio::cancellation_type::terminal); });
+    loop.run_for(5s);
+    CHECK(children_done_at_completion);
+    CHECK(code == boost::asio::error::operation_aborted);
+    CHECK(a.cancelled);
+    CHECK(b.cancelled);
+}

@@ -29,9 +29,15 @@ using corun::awaitable;
 
 namespace {
 
-long square(long x) { return x * x; }
-int pid_of(long) { return static_cast<int>(getpid()); }
-long add(long a, long b) { return a + b; }
+long square(long x) {
+    return x * x;
+}
+int pid_of(long) {
+    return static_cast<int>(getpid());
+}
+long add(long a, long b) {
+    return a + b;
+}
 
 struct custom_error {
     int code;
@@ -130,9 +136,11 @@ TEST_CASE("submit, starmap, lambdas and serializable values cross the process bo
         const long five = co_await pool.submit(add, 2L, 3L);
         CHECK(five == 5);
         const double scale = 2.5;
-        const double scaled = co_await pool.submit([scale](point p) { return p.x * scale + p.y; }, point{2, 1});
+        const double scaled =
+            co_await pool.submit([scale](point p) { return p.x * scale + p.y; }, point{2, 1});
         CHECK(scaled == 6.0);
-        const std::string twice = co_await pool.submit([](std::string s) { return s + s; }, std::string("ab"));
+        const std::string twice =
+            co_await pool.submit([](std::string s) { return s + s; }, std::string("ab"));
         CHECK(twice == "abab");
         labelled l{std::string("n"), {1, 2, 3}};
         const std::string sum = co_await pool.submit(
@@ -176,7 +184,8 @@ TEST_CASE("a callback token gives apply_async, and use_future works", "[process_
     CHECK(f.get() == 144);
 }
 
-TEST_CASE("a task's exception comes back: std types as themselves, others as remote_error", "[process_pool]") {
+TEST_CASE("a task's exception comes back: std types as themselves, others as remote_error",
+          "[process_pool]") {
     block_on([]() -> awaitable<void> {
         corun::process_pool pool{co_await corun::this_executor(), {.workers = 2}};
         CHECK_THROWS_MATCHES(co_await pool.submit(fails, 3L), std::invalid_argument,
@@ -203,7 +212,8 @@ TEST_CASE("kill -9 of a worker in the middle of a map fails it with worker_crash
             ::kill(before[0], SIGKILL);
         };
         try {
-            co_await corun::gather(pool.map(sleep_then, std::vector<long>(8, 200), {.chunksize = 1}), killer());
+            co_await corun::gather(pool.map(sleep_then, std::vector<long>(8, 200), {.chunksize = 1}),
+                                   killer());
             FAIL("the map survived its worker");
         } catch (const corun::worker_crashed& e) {
             CHECK(e.pid() == before[0]);
@@ -227,10 +237,12 @@ TEST_CASE("abort() and a null-pointer write in a task crash only that task", "[p
             CHECK(e.signal() == SIGABRT);
         }
         try {
-            co_await pool.submit([](int v) {
-                volatile int* null = nullptr;
-                *null = v;
-            }, 1);
+            co_await pool.submit(
+                [](int v) {
+                    volatile int* null = nullptr;
+                    *null = v;
+                },
+                1);
             FAIL("the segfault went unnoticed");
         } catch (const corun::worker_crashed& e) {
             CHECK(e.signal() == SIGSEGV);
@@ -470,7 +482,8 @@ TEST_CASE("imap over 10 000 000 items keeps the parent's memory flat", "[process
         corun::process_pool pool{co_await corun::this_executor(), {.workers = 2}};
         std::ofstream("/proc/self/clear_refs") << "5";
         start = peak_rss_kib();
-        auto stream = pool.imap([](std::int64_t x) { return x & 1; }, corun::range(10'000'000), {.chunksize = 20'000});
+        auto stream =
+            pool.imap([](std::int64_t x) { return x & 1; }, corun::range(10'000'000), {.chunksize = 20'000});
         while (auto v = co_await stream.next()) {
             sum_check += *v;
             ++count;

@@ -1,5 +1,6 @@
 #include "corun/range.hpp"
 
+#include <limits>
 #include <ranges>
 #include <vector>
 
@@ -32,4 +33,17 @@ TEST_CASE("range is a lazy random-access view that composes with std::views", "[
     CHECK(big[9'999'999] == 9'999'999);
     auto doubled = corun::range(4) | std::views::transform([](std::int64_t i) { return i * 2; });
     CHECK(std::vector<std::int64_t>(doubled.begin(), doubled.end()) == std::vector<std::int64_t>{0, 2, 4, 6});
+}
+
+TEST_CASE("range is exact at the limits of int64", "[range]") {
+    constexpr auto max = std::numeric_limits<std::int64_t>::max();
+    constexpr auto min = std::numeric_limits<std::int64_t>::min();
+    CHECK(corun::range(0, max, 2).size() == 0x4000000000000000ULL);
+    auto top = corun::range(max - 2, max);
+    CHECK(std::vector<std::int64_t>(top.begin(), top.end()) == std::vector<std::int64_t>{max - 2, max - 1});
+    auto down = corun::range(min + 4, min, -2);
+    CHECK(std::vector<std::int64_t>(down.begin(), down.end()) == std::vector<std::int64_t>{min + 4, min + 2});
+    CHECK(corun::range(0, max).size() == std::size_t(max));
+    CHECK_THROWS_AS(corun::range(min, max), std::length_error);
+    CHECK(corun::range(5, 0, -1).size() == 5);
 }

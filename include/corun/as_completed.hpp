@@ -31,7 +31,7 @@ namespace detail {
 /// ones before it, and still counts against the limit, so memory stays flat).
 template <class View, bool Ordered = false>
 class as_completed_state : public std::enable_shared_from_this<as_completed_state<View, Ordered>> {
-  public:
+public:
     using T = range_awaitable_value_t<View>;
     using V = value_or_monostate<T>;
 
@@ -63,8 +63,13 @@ class as_completed_state : public std::enable_shared_from_this<as_completed_stat
             launch();
         }
         while (!next_ready()) {
+            // A cancelled next() stopped the stream: say so rather than end
+            // it as if every child had been seen.
+            if (m_group.cancelled_from_outside()) throw_cancelled();
             if (m_group.pending() == 0) co_return std::nullopt;
             co_await m_group.async_wait();
+            // This call was cancelled: what arrived meanwhile stays for the next.
+            if (m_group.cancelled_from_outside()) throw_cancelled();
         }
         std::optional<completion<T>> out(std::move(*m_ready.front()));
         m_ready.pop_front();
@@ -89,7 +94,7 @@ class as_completed_state : public std::enable_shared_from_this<as_completed_stat
         m_keep_alive = this->shared_from_this();
     }
 
-  private:
+private:
     /// Completion order: a queue. Input order: slot `i - m_next_out` of the
     /// queue belongs to child `i`, filled whenever it finishes.
     void store(std::size_t index, settled<T> outcome) {
@@ -107,8 +112,17 @@ class as_completed_state : public std::enable_shared_from_this<as_completed_stat
     void launch() {
         while (!m_group.stopping() && m_it != std::ranges::end(m_view) &&
                (m_limit == 0 || m_group.pending() + m_unread < m_limit)) {
-            auto&& child = *m_it;
-            spawn_child(*m_ex, m_group, this, sink{this, m_next++}, awaitable<T>(std::move(child)));
+            const std::size_t index = m_next++;
+            std::optional<awaitable<T>> child;
+            try {
+                auto&& made = *m_it;  // user code: a failure is that child's outcome
+                child.emplace(std::move(made));
+            } catch (...) {
+                sink{this, index}.failed(std::current_exception());
+                ++m_it;
+                continue;
+            }
+            spawn_child(*m_ex, m_group, this, sink{this, index}, std::move(*child));
             ++m_it;
         }
     }
@@ -131,7 +145,7 @@ class as_completed_state : public std::enable_shared_from_this<as_completed_stat
 /// `std::nullopt`.
 template <class View, bool Ordered = false>
 class as_completed_stream {
-  public:
+public:
     using value_type = completion<detail::range_awaitable_value_t<View>>;
 
     as_completed_stream(View view, std::size_t limit)
@@ -149,7 +163,7 @@ class as_completed_stream {
     /// Cancels the children still running and waits until they have finished.
     awaitable<void> close() { return m_state->close(); }
 
-  private:
+private:
     std::shared_ptr<detail::as_completed_state<View, Ordered>> m_state;
 };
 
@@ -163,8 +177,10 @@ class as_completed_stream {
 ///   rethrows it); nothing else is cancelled, as with `gather_settled`.
 /// - Stopping early: `co_await stream.close()` cancels the rest and waits for
 ///   them; merely dropping the stream cancels them without waiting.
-/// - Cancellation: cancelling a `next()` cancels every running child; their
-///   outcomes (usually `operation_aborted`) still come through the stream.
+/// - Cancellation: cancelling a `next()` cancels the stream: every running
+///   child is cancelled, no new one starts, outcomes already in hand are
+///   still handed out, and then `next()` throws `operation_aborted` (never a
+///   false end of stream).
 ///
 /// @code
 /// auto done = corun::as_completed(urls | std::views::transform(get), {.limit = 8});

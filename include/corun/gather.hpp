@@ -35,7 +35,7 @@ namespace detail {
 /// flight, stores each outcome at its input index.
 template <class View, bool Settled>
 class range_gather {
-  public:
+public:
     using T = range_awaitable_value_t<View>;
     using V = value_or_monostate<T>;
     using slot_type =
@@ -81,9 +81,9 @@ class range_gather {
 
     std::vector<slot_type>& results() { return m_results; }
 
-  private:
+private:
     bool can_launch() {
-        return !m_group.stopping() && m_it != std::ranges::end(m_view) &&
+        return !m_group.stopping() && (Settled || !m_error) && m_it != std::ranges::end(m_view) &&
                (m_limit == 0 || m_group.pending() - m_launching < m_limit);
     }
 
@@ -106,8 +106,19 @@ class range_gather {
         for (; most != 0 && can_launch(); --most) {
             const std::size_t index = m_results.size();
             m_results.emplace_back();
-            auto&& child = *m_it;
-            spawn_child(m_ex, m_group, this, sink{this, index}, awaitable<T>(std::move(child)));
+            std::optional<awaitable<T>> child;
+            try {
+                auto&& made = *m_it;  // making the child is user code: it may throw
+                child.emplace(std::move(made));
+            } catch (...) {
+                // Counts as that child's failure, never escapes into a
+                // completion handler or strands the children already running.
+                sink{this, index}.failed(std::current_exception());
+                ++m_it;
+                if constexpr (!Settled) m_group.cancel_all();
+                continue;
+            }
+            spawn_child(m_ex, m_group, this, sink{this, index}, std::move(*child));
             ++m_it;
         }
     }
@@ -126,7 +137,7 @@ class range_gather {
 /// State of one variadic gather.
 template <bool Settled, class... T>
 class tuple_gather {
-  public:
+public:
     template <std::size_t I>
     using value_t = std::tuple_element_t<I, std::tuple<T...>>;
     template <class U>
@@ -169,7 +180,7 @@ class tuple_gather {
         co_return std::tuple<typename slot_type<T>::value_type...>(std::move(*std::get<I>(m_results))...);
     }
 
-  private:
+private:
     child_group m_group;
     std::tuple<slot_type<T>...> m_results;
     std::exception_ptr m_error;

@@ -3,6 +3,7 @@
 
 #include <exception>
 #include <optional>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 
@@ -23,6 +24,7 @@ struct run_outcome {
     bool finished = false;
 
     T get() {
+        if (!finished) throw std::logic_error("corun::run: the coroutine was destroyed before it finished");
         if (error) std::rethrow_exception(error);
         if constexpr (!std::is_void_v<T>) return std::move(*value);
     }

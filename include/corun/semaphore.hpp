@@ -5,7 +5,9 @@
 #include <list>
 #include <utility>
 
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/system_executor.hpp>
 #include <boost/system/error_code.hpp>
 
 #include "corun/awaitable.hpp"
@@ -29,10 +31,10 @@ namespace corun {
 /// auto held = co_await sem.acquire();   // released when `held` goes
 /// @endcode
 class CORUN_API semaphore {
-  public:
+public:
     /// Releases its unit when destroyed; move-only.
     class [[nodiscard]] guard {
-      public:
+    public:
         explicit guard(semaphore& s) noexcept : m_sem(&s) {}
         guard(guard&& o) noexcept : m_sem(std::exchange(o.m_sem, nullptr)) {}
         guard& operator=(guard&& o) noexcept {
@@ -47,7 +49,7 @@ class CORUN_API semaphore {
             if (m_sem) std::exchange(m_sem, nullptr)->release();
         }
 
-      private:
+    private:
         semaphore* m_sem;
     };
 
@@ -79,7 +81,7 @@ class CORUN_API semaphore {
     std::size_t available() const noexcept { return m_available; }
     std::size_t waiting() const noexcept { return m_waiters.size(); }
 
-  private:
+private:
     using handler_type = detail::erased_handler<boost::system::error_code>;
     void start_acquire(handler_type handler);
 

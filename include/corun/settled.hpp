@@ -13,7 +13,7 @@ namespace corun {
 /// failed outcome rethrows the child's exception, as Python's `Future.result()`.
 template <class T>
 class settled {
-  public:
+public:
     using value_type = T;
 
     settled(T value) : m_state(std::in_place_index<0>, std::move(value)) {}
@@ -39,7 +39,7 @@ class settled {
     /// The child's exception, or null if it returned a value.
     std::exception_ptr error() const noexcept { return has_value() ? nullptr : std::get<1>(m_state); }
 
-  private:
+private:
     void rethrow_if_failed() const {
         if (!has_value()) std::rethrow_exception(std::get<1>(m_state));
     }
@@ -49,7 +49,7 @@ class settled {
 /// The outcome of a child that returns nothing: success, or its exception.
 template <>
 class settled<void> {
-  public:
+public:
     using value_type = void;
 
     settled() = default;
@@ -62,7 +62,7 @@ class settled<void> {
     }
     std::exception_ptr error() const noexcept { return m_error; }
 
-  private:
+private:
     std::exception_ptr m_error;
 };
 

@@ -18,11 +18,11 @@ namespace corun {
 /// Thrown by `with_timeout` once the timed-out operation has been cancelled and
 /// has finished.
 class CORUN_API timeout_error : public std::runtime_error {
-  public:
+public:
     explicit timeout_error(std::chrono::nanoseconds after);
     std::chrono::nanoseconds after() const noexcept { return m_after; }
 
-  private:
+private:
     std::chrono::nanoseconds m_after;
 };
 
@@ -89,6 +89,7 @@ awaitable<T> with_timeout(std::chrono::duration<Rep, Period> timeout, awaitable<
             co_return std::move(*s.value);
         }
     }
+    if (s.group.cancelled_from_outside()) std::rethrow_exception(s.error);
     if (s.timed_out) throw timeout_error(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
     std::rethrow_exception(s.error);
 }

@@ -23,7 +23,7 @@ namespace corun::detail {
 /// it by plain pointer. Everything runs on one strand: the awaiting coroutine's
 /// executor, where the children are spawned too.
 class CORUN_API child_group {
-  public:
+public:
     child_group() = default;
     child_group(const child_group&) = delete;
     child_group& operator=(const child_group&) = delete;
@@ -60,7 +60,7 @@ class CORUN_API child_group {
             [this](auto handler) { start_wait(erased_handler<>(std::move(handler))); }, token);
     }
 
-  private:
+private:
     struct child {
         asio::cancellation_signal signal;
         bool running = false;

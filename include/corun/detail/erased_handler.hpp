@@ -18,7 +18,7 @@ namespace corun::detail {
 /// concrete handler's executor and allocator in charge.
 template <class... Args>
 class erased_handler {
-  public:
+public:
     erased_handler() = default;
     template <class Handler>
     explicit erased_handler(Handler h) : m_impl(std::make_unique<impl<Handler>>(std::move(h))) {}
@@ -31,7 +31,7 @@ class erased_handler {
     /// Posts the handler with `args` to its own executor; the holder becomes empty.
     void post(Args... args) { std::exchange(m_impl, nullptr)->post(std::move(args)...); }
 
-  private:
+private:
     struct base {
         virtual ~base() = default;
         virtual boost::asio::cancellation_slot slot() const noexcept = 0;

@@ -207,18 +207,18 @@ private:
         using E = std::ranges::range_value_t<View>;
         if constexpr (!std::ranges::sized_range<View>) {
             // Like Python, an input of unknown length is read whole first.
-            co_return co_await map_impl<Mode>(std::move(f),
-                                              std::views::all(std::vector<E>(std::ranges::begin(items),
-                                                                             std::ranges::end(items))),
-                                              chunksize);
+            co_return co_await map_impl<Mode>(
+                std::move(f),
+                std::views::all(std::vector<E>(std::ranges::begin(items), std::ranges::end(items))),
+                chunksize);
         } else {
             const std::size_t n = std::ranges::size(items);
             if (chunksize == 0) {
                 const std::size_t parts = 4 * std::max<std::size_t>(1, self().workers());
                 chunksize = std::max<std::size_t>(1, (n + parts - 1) / parts);
             }
-            auto parts = co_await gather(chunk_task_view<Pool, Mode, F, View>(self(), std::move(f),
-                                                                              std::move(items), chunksize));
+            auto parts = co_await gather(
+                chunk_task_view<Pool, Mode, F, View>(self(), std::move(f), std::move(items), chunksize));
             std::vector<call_result_t<Mode, F, E>> out;
             out.reserve(n);
             for (auto& part : parts) std::ranges::move(part, std::back_inserter(out));
@@ -229,8 +229,8 @@ private:
     template <bool Ordered, class F, class View>
     auto make_stream(F f, View items, imap_options options) {
         using tasks = chunk_task_view<Pool, call_mode::each, F, View>;
-        const std::size_t limit = options.max_in_flight ? options.max_in_flight
-                                                        : 2 * std::max<std::size_t>(1, self().workers());
+        const std::size_t limit =
+            options.max_in_flight ? options.max_in_flight : 2 * std::max<std::size_t>(1, self().workers());
         using chunks = as_completed_stream<tasks, Ordered>;
         return item_stream<chunks, typename tasks::result_type>(
             chunks(tasks(self(), std::move(f), std::move(items), std::max<std::size_t>(1, options.chunksize)),

@@ -84,11 +84,11 @@ concept raw_sequence = requires(T& t, std::size_t n) {
 
 template <class T>
 inline constexpr bool is_cereal =
-    cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value &&
-    cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value;
+    cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value&&
+        cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value;
 
 template <class T>
-inline constexpr bool is_empty_default = std::is_empty_v<T> && std::is_default_constructible_v<T>;
+inline constexpr bool is_empty_default = std::is_empty_v<T>&& std::is_default_constructible_v<T>;
 
 /// True for every type that can cross the process boundary.
 template <class T>
