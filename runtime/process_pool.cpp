@@ -86,8 +86,17 @@ struct worker_proc {
     asio::local::stream_protocol::socket channel;
     asio::posix::stream_descriptor out, err;
     relay relays[2];
-    std::vector<char> rbuf = std::vector<char>(1 << 16);
-    std::size_t rpos = 0, rend = 0;
+    /// Answers as they arrive; grown without zero-filling (a chunk's answer
+    /// can be megabytes) and compacted after each read.
+    std::unique_ptr<char[]> rbuf = std::unique_ptr<char[]>(new char[1 << 16]);
+    std::size_t rcap = 1 << 16, rpos = 0, rend = 0;
+    void reserve(std::size_t n) {
+        if (n <= rcap) return;
+        std::unique_ptr<char[]> bigger(new char[n]);
+        std::memcpy(bigger.get(), rbuf.get(), rend);
+        rbuf = std::move(bigger);
+        rcap = n;
+    }
     std::string pending, writing_buf;
     bool writing = false;
     std::deque<held> inflight;
@@ -100,8 +109,8 @@ struct worker_proc {
 
     /// Tasks are sent ahead only to a worker whose tasks have proved short:
     /// queued behind a long one, a task would wait while another worker idles.
-    bool available(std::size_t prefetch) const {
-        return !channel_down && !retiring && inflight.size() < (short_tasks ? prefetch : 1);
+    bool available(std::size_t prefetch, bool batch) const {
+        return !channel_down && !retiring && inflight.size() < (short_tasks || batch ? prefetch : 1);
     }
     bool short_tasks = false;
     clock::time_point last_answer{};
@@ -254,9 +263,10 @@ private:
 
     void dispatch() {
         while (!m_queue.empty()) {
+            const bool batch = m_queue.front()->batch;
             worker_proc* best = nullptr;
             for (auto& w : m_workers)
-                if (w && w->available(m_options.prefetch) &&
+                if (w && w->available(m_options.prefetch, batch) &&
                     (!best || w->inflight.size() < best->inflight.size()))
                     best = w.get();
             if (!best) break;
@@ -291,9 +301,9 @@ private:
     // ---- answers from a worker --------------------------------------------
 
     void read_channel(const worker_ptr& w) {
-        if (w->rbuf.size() - w->rend < 4096) w->rbuf.resize(w->rbuf.size() * 2);
+        if (w->rcap - w->rend < 4096) w->reserve(w->rcap * 2);
         w->channel.async_read_some(
-            asio::buffer(w->rbuf.data() + w->rend, w->rbuf.size() - w->rend),
+            asio::buffer(w->rbuf.get() + w->rend, w->rcap - w->rend),
             [self = shared_from_this(), w](boost::system::error_code ec, std::size_t n) {
                 if (self->m_finished || w->channel_down) return;
                 if (ec) {
@@ -311,7 +321,7 @@ private:
     bool parse(const worker_ptr& w) {
         while (w->rend - w->rpos >= sizeof(frame_header)) {
             frame_header h;
-            std::memcpy(&h, w->rbuf.data() + w->rpos, sizeof h);
+            std::memcpy(&h, w->rbuf.get() + w->rpos, sizeof h);
             std::string bad;
             if (h.length > max_frame_payload)
                 bad = "sent an oversized frame (" + std::to_string(h.length) + " bytes)";
@@ -328,10 +338,10 @@ private:
             }
             if (w->rend - w->rpos - sizeof h < h.length) {
                 const std::size_t need = sizeof h + h.length;
-                if (w->rbuf.size() - w->rpos < need) w->rbuf.resize(w->rpos + need + 4096);
+                if (w->rcap - w->rpos < need) w->reserve(w->rpos + need + 4096);
                 break;
             }
-            const std::string_view payload(w->rbuf.data() + w->rpos + sizeof h, h.length);
+            const std::string_view payload(w->rbuf.get() + w->rpos + sizeof h, h.length);
             w->rpos += sizeof h + h.length;
             pool_task* t = w->inflight.front().task;
             const auto now = worker_proc::clock::now();
@@ -347,7 +357,7 @@ private:
             }
         }
         // Keep the partial frame at the front of the buffer.
-        std::memmove(w->rbuf.data(), w->rbuf.data() + w->rpos, w->rend - w->rpos);
+        std::memmove(w->rbuf.get(), w->rbuf.get() + w->rpos, w->rend - w->rpos);
         w->rend -= w->rpos;
         w->rpos = 0;
         if (w->retiring && w->inflight.empty()) ::shutdown(w->channel.native_handle(), SHUT_WR);

@@ -116,6 +116,7 @@ std::size_t run_frames(std::string& in, std::size_t pos, std::string& out) {
 [[noreturn]] void worker_loop(int fd) {
     std::string in, out;
     std::size_t pos = 0;
+    std::unique_ptr<char[]> buf(new char[1 << 16]);
     for (;;) {
         pos = run_frames(in, pos, out);
         if (!out.empty()) {
@@ -128,16 +129,23 @@ std::size_t run_frames(std::string& in, std::size_t pos, std::string& out) {
             in.clear();
             pos = 0;
         }
-        const std::size_t old = in.size();
-        in.resize(old + (1 << 16));
-        const ssize_t n = ::read(fd, in.data() + old, 1 << 16);
-        in.resize(old + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+        // Read what the frame being received still needs in one go (a map
+        // chunk can be megabytes), or a buffer's worth.
+        std::size_t want = 1 << 16;
+        if (in.size() - pos >= sizeof(frame_header)) {
+            frame_header h;
+            std::memcpy(&h, in.data() + pos, sizeof h);
+            want = std::max(want, sizeof h + h.length - (in.size() - pos));
+        }
+        if (in.capacity() < in.size() + want) in.reserve(in.size() + want);
+        const ssize_t n = ::read(fd, buf.get(), std::min<std::size_t>(want, 1 << 16));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             std::fflush(stdout);
             std::fflush(stderr);
             _exit(0);
         }
+        in.append(buf.get(), static_cast<std::size_t>(n));
     }
 }
 

@@ -9,4 +9,5 @@
 #include "corun/run.hpp"
 #include "corun/semaphore.hpp"
 #include "corun/settled.hpp"
+#include "corun/thread_pool.hpp"
 #include "corun/timeout.hpp"

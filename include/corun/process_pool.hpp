@@ -15,10 +15,7 @@
 #include <boost/asio/append.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/deferred.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/use_future.hpp>
 
 #include "corun/awaitable.hpp"
 #include "corun/detail/erased_handler.hpp"
@@ -63,6 +60,9 @@ public:
 
     std::string frame;  // the whole task frame, kept until the task ends
     std::uint64_t id = 0;
+    /// Part of a `map`: all of its tasks are needed, so they may be sent
+    /// ahead to a busy worker (see `prefetch`).
+    bool batch = false;
 };
 
 /// The frame header's room: the core fills it in. Payload follows.
@@ -119,37 +119,6 @@ void submit_op<R, Handler>::start(std::string f) {
     core_submit(*m_core, this);
 }
 
-template <class R>
-struct submit_signature_of {
-    using type = void(std::exception_ptr, R);
-};
-template <>
-struct submit_signature_of<void> {
-    using type = void(std::exception_ptr);
-};
-/// `submit` completes with `(std::exception_ptr, R)`, or `(std::exception_ptr)` for `void`.
-template <class R>
-using submit_signature = typename submit_signature_of<R>::type;
-
-template <class T>
-struct is_asio_token : std::false_type {};
-template <class E>
-struct is_asio_token<asio::use_awaitable_t<E>> : std::true_type {};
-template <class A>
-struct is_asio_token<asio::use_future_t<A>> : std::true_type {};
-template <>
-struct is_asio_token<asio::deferred_t> : std::true_type {};
-template <>
-struct is_asio_token<asio::detached_t> : std::true_type {};
-
-/// Is `T`, the last argument given to `submit`, its completion token: one of
-/// Asio's tokens, or a callback taking `(std::exception_ptr, R)`?
-template <class T, class R>
-inline constexpr bool is_submit_token =
-    is_asio_token<std::decay_t<T>>::value ||
-    (std::is_void_v<R> ? std::is_invocable_v<std::decay_t<T>&, std::exception_ptr>
-                       : std::is_invocable_v<std::decay_t<T>&, std::exception_ptr, wire_result_t<R>>);
-
 }  // namespace detail
 
 /// A pool of worker processes, like Python's `multiprocessing.Pool`, whose
@@ -201,22 +170,6 @@ public:
     /// The pids of the live workers, in worker order.
     std::vector<int> worker_pids() const;
 
-    /// `co_await pool.submit(f, args...)` → `f(args...)` run in a worker.
-    /// A completion token may follow the arguments: a callback
-    /// `(std::exception_ptr, R)` gives Python's `apply_async(callback=,
-    /// error_callback=)`; `asio::use_future` and `deferred` work too. Cancelling
-    /// the operation kills the worker if the task is running.
-    template <class F, class... A>
-    auto submit(F f, A&&... args) {
-        if constexpr (sizeof...(A) > 0) {
-            using last = std::tuple_element_t<sizeof...(A) - 1, std::tuple<A...>>;
-            return split_token(std::make_index_sequence<sizeof...(A) - 1>{}, std::move(f),
-                               std::forward_as_tuple(std::forward<A>(args)...), std::type_identity<last>{});
-        } else {
-            return submit_with(use_awaitable, std::move(f));
-        }
-    }
-
     /// No more tasks may be submitted (they fail with `pool_closed`).
     void close();
     /// Waits until every submitted task has finished and every worker has
@@ -231,35 +184,17 @@ public:
 
     /// Internal: runs a chunk of `map`/`imap` as one task.
     template <detail::call_mode Mode, class F, class E>
-    awaitable<std::vector<detail::call_result_t<Mode, F, E>>> run_chunk(F f, std::vector<E> chunk) {
+    awaitable<std::vector<detail::call_result_t<Mode, F, E>>> run_chunk(F f, std::vector<E> chunk, bool batch) {
         std::string frame = detail::new_task_frame();
         detail::wire::writer w(frame);
         detail::put_task_head<Mode, F, E>(w, f);
-        detail::wire::put_many(w, chunk);
+        detail::wire::put(w, chunk);
         using R = std::vector<detail::call_result_t<Mode, F, E>>;
-        return start_task<R>(std::move(frame), use_awaitable);
+        return start_task<R>(std::move(frame), use_awaitable, batch);
     }
 
 private:
-    template <class F, class Last, class... A>
-    static constexpr bool last_is_token() {
-        if constexpr (std::is_invocable_v<F&, A&...>) {
-            return detail::is_submit_token<Last, std::invoke_result_t<F&, A&...>>;
-        } else {
-            return false;
-        }
-    }
-
-    template <std::size_t... I, class F, class Tuple, class Last>
-    auto split_token(std::index_sequence<I...>, F f, Tuple&& args, std::type_identity<Last>) {
-        if constexpr (last_is_token<F, Last, std::decay_t<std::tuple_element_t<I, Tuple>>...>()) {
-            return submit_with(std::get<sizeof...(I)>(std::move(args)), std::move(f),
-                               std::get<I>(std::move(args))...);
-        } else {
-            return submit_with(use_awaitable, std::move(f), std::get<I>(std::move(args))...,
-                               std::get<sizeof...(I)>(std::move(args)));
-        }
-    }
+    friend class detail::pool_ops<process_pool>;
 
     template <class Token, class F, class... A>
     auto submit_with(Token&& token, F f, A&&... args) {
@@ -272,11 +207,13 @@ private:
     }
 
     template <class R, class Token>
-    auto start_task(std::string frame, Token&& token) {
+    auto start_task(std::string frame, Token&& token, bool batch = false) {
         return asio::async_initiate<Token, detail::submit_signature<R>>(
-            [this](auto handler, std::string f) {
+            [this, batch](auto handler, std::string f) {
                 using op = detail::submit_op<R, decltype(handler)>;
-                (new op(std::move(handler), m_ex, m_core))->start(std::move(f));
+                auto* task = new op(std::move(handler), m_ex, m_core);
+                task->batch = batch;
+                task->start(std::move(f));
             },
             token, std::move(frame));
     }

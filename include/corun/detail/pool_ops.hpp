@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <exception>
 #include <cstddef>
 #include <iterator>
 #include <optional>
@@ -12,6 +13,9 @@
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_future.hpp>
 
 #include "corun/as_completed.hpp"
 #include "corun/awaitable.hpp"
@@ -61,8 +65,8 @@ public:
     using result_type = call_result_t<Mode, F, item_type>;
     using task_type = awaitable<std::vector<result_type>>;
 
-    chunk_task_view(Pool& pool, F f, View items, std::size_t chunksize)
-        : m_pool(&pool), m_f(std::move(f)), m_items(std::move(items)), m_chunksize(chunksize) {}
+    chunk_task_view(Pool& pool, F f, View items, std::size_t chunksize, bool batch)
+        : m_pool(&pool), m_f(std::move(f)), m_items(std::move(items)), m_chunksize(chunksize), m_batch(batch) {}
     chunk_task_view(chunk_task_view&&) = default;
     chunk_task_view& operator=(chunk_task_view&&) = default;
 
@@ -96,7 +100,7 @@ public:
         chunk.reserve(m_chunksize);
         for (auto& it = *m_it; chunk.size() < m_chunksize && it != std::ranges::end(m_items); ++it)
             chunk.push_back(*it);
-        return m_pool->template run_chunk<Mode>(m_f, std::move(chunk));
+        return m_pool->template run_chunk<Mode>(m_f, std::move(chunk), m_batch);
     }
 
 private:
@@ -105,7 +109,39 @@ private:
     View m_items;
     std::optional<std::ranges::iterator_t<View>> m_it;
     std::size_t m_chunksize;
+    bool m_batch;
 };
+
+template <class R>
+struct submit_signature_of {
+    using type = void(std::exception_ptr, R);
+};
+template <>
+struct submit_signature_of<void> {
+    using type = void(std::exception_ptr);
+};
+/// `submit` completes with `(std::exception_ptr, R)`, or `(std::exception_ptr)` for `void`.
+template <class R>
+using submit_signature = typename submit_signature_of<R>::type;
+
+template <class T>
+struct is_asio_token : std::false_type {};
+template <class E>
+struct is_asio_token<asio::use_awaitable_t<E>> : std::true_type {};
+template <class A>
+struct is_asio_token<asio::use_future_t<A>> : std::true_type {};
+template <>
+struct is_asio_token<asio::deferred_t> : std::true_type {};
+template <>
+struct is_asio_token<asio::detached_t> : std::true_type {};
+
+/// Is `T`, the last argument given to `submit`, its completion token: one of
+/// Asio's tokens, or a callback taking `(std::exception_ptr, R)`?
+template <class T, class R>
+inline constexpr bool is_submit_token =
+    is_asio_token<std::decay_t<T>>::value ||
+    (std::is_void_v<R> ? std::is_invocable_v<std::decay_t<T>&, std::exception_ptr>
+                       : std::is_invocable_v<std::decay_t<T>&, std::exception_ptr, wire_result_t<R>>);
 
 template <class T>
 concept token_for_awaitable = std::is_same_v<std::decay_t<T>, use_awaitable_t>;
@@ -149,10 +185,28 @@ private:
     std::size_t m_pos = 0;
 };
 
-/// The calls both pools offer, written once over `Pool::run_chunk`.
+/// The calls both pools offer, written once over `Pool::submit_with` and
+/// `Pool::run_chunk`.
 template <class Pool>
 class pool_ops {
 public:
+    /// `co_await pool.submit(f, args...)` → `f(args...)` run by the pool.
+    /// A completion token may follow the arguments: a callback
+    /// `(std::exception_ptr, R)` gives Python's `apply_async(callback=,
+    /// error_callback=)` (it runs on the pool's executor); `asio::use_future`
+    /// and `deferred` work too. Cancelling the operation drops a queued task;
+    /// a running one is killed with its worker by `process_pool`.
+    template <class F, class... A>
+    auto submit(F f, A&&... args) {
+        if constexpr (sizeof...(A) > 0) {
+            using last = std::tuple_element_t<sizeof...(A) - 1, std::tuple<A...>>;
+            return split_token(std::make_index_sequence<sizeof...(A) - 1>{}, std::move(f),
+                               std::forward_as_tuple(std::forward<A>(args)...), std::type_identity<last>{});
+        } else {
+            return self().submit_with(use_awaitable, std::move(f));
+        }
+    }
+
     /// `co_await pool.map(f, items, {.chunksize})` → `std::vector` of `f(item)`
     /// in input order, like Python's `Pool.map`.
     ///
@@ -201,6 +255,26 @@ public:
 private:
     Pool& self() { return static_cast<Pool&>(*this); }
 
+    template <class F, class Last, class... A>
+    static constexpr bool last_is_token() {
+        if constexpr (std::is_invocable_v<F&, A&...>) {
+            return is_submit_token<Last, std::invoke_result_t<F&, A&...>>;
+        } else {
+            return false;
+        }
+    }
+
+    template <std::size_t... I, class F, class Tuple, class Last>
+    auto split_token(std::index_sequence<I...>, F f, Tuple&& args, std::type_identity<Last>) {
+        if constexpr (last_is_token<F, Last, std::decay_t<std::tuple_element_t<I, Tuple>>...>()) {
+            return self().submit_with(std::get<sizeof...(I)>(std::move(args)), std::move(f),
+                                      std::get<I>(std::move(args))...);
+        } else {
+            return self().submit_with(use_awaitable, std::move(f), std::get<I>(std::move(args))...,
+                                      std::get<sizeof...(I)>(std::move(args)));
+        }
+    }
+
     template <call_mode Mode, class F, class View>
     awaitable<std::vector<call_result_t<Mode, F, std::ranges::range_value_t<View>>>> map_impl(
         F f, View items, std::size_t chunksize) {
@@ -218,7 +292,7 @@ private:
                 chunksize = std::max<std::size_t>(1, (n + parts - 1) / parts);
             }
             auto parts = co_await gather(
-                chunk_task_view<Pool, Mode, F, View>(self(), std::move(f), std::move(items), chunksize));
+                chunk_task_view<Pool, Mode, F, View>(self(), std::move(f), std::move(items), chunksize, true));
             std::vector<call_result_t<Mode, F, E>> out;
             out.reserve(n);
             for (auto& part : parts) std::ranges::move(part, std::back_inserter(out));
@@ -233,7 +307,7 @@ private:
             options.max_in_flight ? options.max_in_flight : 2 * std::max<std::size_t>(1, self().workers());
         using chunks = as_completed_stream<tasks, Ordered>;
         return item_stream<chunks, typename tasks::result_type>(
-            chunks(tasks(self(), std::move(f), std::move(items), std::max<std::size_t>(1, options.chunksize)),
+            chunks(tasks(self(), std::move(f), std::move(items), std::max<std::size_t>(1, options.chunksize), false),
                    limit));
     }
 };

@@ -120,7 +120,7 @@ void invoke(wire::reader& in, wire::writer& out) {
             }
         } else {
             using E = std::tuple_element_t<0, std::tuple<Args...>>;
-            const std::vector<E> chunk = wire::get_many<E>(in);
+            const auto chunk = wire::get<std::vector<E>>(in);
             auto call = [&f](const E& e) -> decltype(auto) {
                 if constexpr (Mode == call_mode::each) {
                     return f(e);
@@ -139,7 +139,7 @@ void invoke(wire::reader& in, wire::writer& out) {
                     results.push_back(call(e));
                 }
             }
-            wire::put_many(out, results);
+            wire::put(out, results);
         }
     });
 }

@@ -92,22 +92,38 @@ inline constexpr bool is_empty_default = std::is_empty_v<T>&& std::is_default_co
 
 /// True for every type that can cross the process boundary.
 template <class T>
-inline constexpr bool serializable = is_raw<T> || raw_sequence<T> || is_cereal<T> || is_empty_default<T>;
+inline constexpr bool serializable_v = is_raw<T> || raw_sequence<T> || is_cereal<T> || is_empty_default<T>;
+template <class T>
+struct serializable : std::bool_constant<serializable_v<T>> {};
+template <class T, class A>
+struct serializable<std::vector<T, A>> : serializable<T> {};
 
 /// Instantiated for a type that cannot cross to a worker: the compiler names
 /// `T` in the instantiation it reports with this message.
 template <class T>
 struct type_cannot_cross_to_a_worker_process {
-    static_assert(serializable<T>,
+    static_assert(serializable<T>::value,
                   "corun: this type cannot be sent to or from a worker process. Make it trivially "
                   "copyable, or give it a cereal serialize() function (see process_pool.hpp).");
     static constexpr bool value = true;
 };
 
 template <class T>
+struct is_vector : std::false_type {};
+template <class T, class A>
+struct is_vector<std::vector<T, A>> : std::true_type {};
+
+template <class T>
+void put_many(writer& w, const std::vector<T>& v);
+template <class T>
+std::vector<T> get_many(reader& r);
+
+template <class T>
 void put(writer& w, const T& v) {
     static_assert(type_cannot_cross_to_a_worker_process<T>::value);
-    if constexpr (is_empty_default<T>) {
+    if constexpr (is_vector<T>::value && !raw_sequence<T>) {
+        put_many(w, v);
+    } else if constexpr (is_empty_default<T>) {
     } else if constexpr (is_raw<T>) {
         w.pod(v);
     } else if constexpr (raw_sequence<T>) {
@@ -130,7 +146,9 @@ void put(writer& w, const T& v) {
 template <class T>
 T get(reader& r) {
     static_assert(type_cannot_cross_to_a_worker_process<T>::value);
-    if constexpr (is_empty_default<T>) {
+    if constexpr (is_vector<T>::value && !raw_sequence<T>) {
+        return get_many<typename T::value_type>(r);
+    } else if constexpr (is_empty_default<T>) {
         return T{};
     } else if constexpr (is_raw<T>) {
         return r.pod<T>();
@@ -152,7 +170,8 @@ T get(reader& r) {
     }
 }
 
-/// A vector of values each sent with `put`: raw ones as one block.
+/// A vector: raw elements as one block, others one `put` each (so a vector
+/// of anything serializable is serializable, and reads back as it was written).
 template <class T>
 void put_many(writer& w, const std::vector<T>& v) {
     if constexpr (raw_sequence<std::vector<T>>) {
