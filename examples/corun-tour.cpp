@@ -69,11 +69,43 @@ corun::awaitable<void> concurrent() {
     std::printf("execution time: %.4f\n%s\n", seconds_since(start), list(results).c_str());
 }
 
+/// Python's `Pool()` has a worker per core; the notebook's machine had at
+/// least five, so the tour asks for five to show the same one-second result
+/// on any machine.
+const corun::process_pool_options five_workers{.workers = 5};
+
+corun::awaitable<void> pool_submit() {
+    heading("Process pool: submit with a callback (apply_async)");
+    const auto start = clock_type::now();
+    std::vector<long> results;
+    {
+        corun::process_pool pool{co_await corun::this_executor(), five_workers};
+        for (long i : corun::range(5))
+            pool.submit(square, i, [&results](std::exception_ptr, long r) { results.push_back(r); });
+        pool.close();          // no more tasks
+        co_await pool.join();  // wait for the ones submitted
+    }
+    std::printf("execution time: %.4f\n%s   <- in completion order: not sorted\n", seconds_since(start),
+                list(results).c_str());
+}
+
+corun::awaitable<void> pool_map() {
+    heading("Process pool: map");
+    const auto start = clock_type::now();
+    corun::process_pool pool{co_await corun::this_executor(), five_workers};
+    std::vector<long> results = co_await pool.map(square, corun::range(5), {.chunksize = 1});
+    std::printf("execution time: %.4f\n%s   <- in input order\n", seconds_since(start),
+                list(results).c_str());
+}
+
 }  // namespace
 
 int main() {
     std::printf("corun tour: the notebook's comparisons, natively\n");
     sequential();
     corun::run(concurrent());
+    corun::run(pool_submit());
+    corun::run(pool_map());
+    std::printf("\nEach pool worker is its own process: note the distinct pids above.\n");
     return 0;
 }
