@@ -245,7 +245,11 @@ TEST_CASE("abort() and a null-pointer write in a task crash only that task", "[p
                 1);
             FAIL("the segfault went unnoticed");
         } catch (const corun::worker_crashed& e) {
+#ifdef __SANITIZE_ADDRESS__
+            CHECK(e.signal() == SIGABRT);  // AddressSanitizer reports the fault, then aborts
+#else
             CHECK(e.signal() == SIGSEGV);
+#endif
         }
         try {
             co_await pool.submit([] { _exit(7); });
@@ -496,5 +500,7 @@ TEST_CASE("imap over 10 000 000 items keeps the parent's memory flat", "[process
     }());
     CHECK(count == 10'000'000);
     CHECK(sum_check == 5'000'000);
+#ifndef __SANITIZE_ADDRESS__  // its quarantine keeps 256 MiB of freed memory resident by design
     CHECK(peak - start < 64 * 1024);
+#endif
 }
