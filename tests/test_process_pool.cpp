@@ -155,6 +155,12 @@ TEST_CASE("submit, starmap, lambdas and serializable values cross the process bo
         const std::vector<long> sums = co_await pool.starmap(add, pairs);
         CHECK(sums == std::vector<long>{3, 7, 11});
         co_await pool.submit([] {});
+        const auto nothing = co_await pool.map([](long) {}, corun::range(5));
+        CHECK(nothing.size() == 5);
+        const auto words =
+            co_await pool.map([](long i) { return std::string(static_cast<std::size_t>(i), 'x'); },
+                              corun::range(4), {.chunksize = 3});
+        CHECK(words == std::vector<std::string>{"", "x", "xx", "xxx"});
     }());
 }
 

@@ -182,9 +182,12 @@ public:
     /// Kills every worker now; tasks not yet finished fail with `operation_aborted`.
     void terminate();
 
+    static constexpr bool in_process = false;
+
     /// Internal: runs a chunk of `map`/`imap` as one task.
     template <detail::call_mode Mode, class F, class E>
-    awaitable<std::vector<detail::call_result_t<Mode, F, E>>> run_chunk(F f, std::vector<E> chunk, bool batch) {
+    awaitable<std::vector<detail::call_result_t<Mode, F, E>>> run_chunk(F f, std::vector<E> chunk,
+                                                                        bool batch) {
         std::string frame = detail::new_task_frame();
         detail::wire::writer w(frame);
         detail::put_task_head<Mode, F, E>(w, f);

@@ -69,26 +69,12 @@ public:
         return run_on_thread(use_awaitable, [f = std::move(f), chunk = std::move(chunk)]() mutable {
             std::vector<detail::call_result_t<Mode, F, E>> out;
             out.reserve(chunk.size());
-            for (auto& e : chunk) {
-                if constexpr (Mode == detail::call_mode::each) {
-                    if constexpr (std::is_void_v<std::invoke_result_t<F&, E&>>) {
-                        f(e);
-                        out.emplace_back();
-                    } else {
-                        out.push_back(f(e));
-                    }
-                } else {
-                    if constexpr (std::is_void_v<decltype(std::apply(f, e))>) {
-                        std::apply(f, e);
-                        out.emplace_back();
-                    } else {
-                        out.push_back(std::apply(f, e));
-                    }
-                }
-            }
+            for (auto& e : chunk) out.push_back(detail::call_one<Mode>(f, e));
             return out;
         });
     }
+
+    static constexpr bool in_process = true;
 
 private:
     /// What the pool's executor tracks: tasks out, and who waits for none.
@@ -108,7 +94,8 @@ private:
 
     template <class Token, class F, class... A>
     auto submit_with(Token&& token, F f, A&&... args) {
-        return run_on_thread(std::forward<Token>(token), std::bind_front(std::move(f), std::forward<A>(args)...));
+        return run_on_thread(std::forward<Token>(token),
+                             std::bind_front(std::move(f), std::forward<A>(args)...));
     }
 
     /// Runs `work()` on a pool thread; completes on the caller's executor.

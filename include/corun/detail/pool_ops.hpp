@@ -2,8 +2,8 @@
 #pragma once
 
 #include <algorithm>
-#include <exception>
 #include <cstddef>
+#include <exception>
 #include <iterator>
 #include <optional>
 #include <ranges>
@@ -21,6 +21,7 @@
 #include "corun/awaitable.hpp"
 #include "corun/detail/remote_call.hpp"
 #include "corun/gather.hpp"
+#include "corun/range.hpp"
 
 namespace corun {
 
@@ -43,18 +44,6 @@ struct imap_options {
 
 namespace detail {
 
-template <call_mode Mode, class F, class E>
-struct call_result {
-    using type = std::invoke_result_t<F&, const E&>;
-};
-template <class F, class E>
-struct call_result<call_mode::each_tuple, F, E> {
-    using type = decltype(std::apply(std::declval<F&>(), std::declval<const E&>()));
-};
-/// What one item of `map` (`each`) or `starmap` (`each_tuple`) gives.
-template <call_mode Mode, class F, class E>
-using call_result_t = wire_result_t<typename call_result<Mode, F, E>::type>;
-
 /// A lazy view of tasks: each dereference reads the next `chunksize` items of
 /// the input and returns the awaitable that runs them on the pool. Read once,
 /// front to back, by gather or as_completed.
@@ -66,7 +55,11 @@ public:
     using task_type = awaitable<std::vector<result_type>>;
 
     chunk_task_view(Pool& pool, F f, View items, std::size_t chunksize, bool batch)
-        : m_pool(&pool), m_f(std::move(f)), m_items(std::move(items)), m_chunksize(chunksize), m_batch(batch) {}
+        : m_pool(&pool),
+          m_f(std::move(f)),
+          m_items(std::move(items)),
+          m_chunksize(chunksize),
+          m_batch(batch) {}
     chunk_task_view(chunk_task_view&&) = default;
     chunk_task_view& operator=(chunk_task_view&&) = default;
 
@@ -291,8 +284,27 @@ private:
                 const std::size_t parts = 4 * std::max<std::size_t>(1, self().workers());
                 chunksize = std::max<std::size_t>(1, (n + parts - 1) / parts);
             }
-            auto parts = co_await gather(
-                chunk_task_view<Pool, Mode, F, View>(self(), std::move(f), std::move(items), chunksize, true));
+            using R = call_result_t<Mode, F, E>;
+            if constexpr (Pool::in_process && std::ranges::random_access_range<View> &&
+                          std::is_default_constructible_v<R>) {
+                // Threads share memory: each slice reads its items where they
+                // are and writes its results in place, no chunk is copied.
+                std::vector<R> out(n);
+                auto slice = [&](std::int64_t begin) {
+                    const std::size_t first = static_cast<std::size_t>(begin);
+                    const std::size_t last = std::min(n, first + chunksize);
+                    return self().submit_with(use_awaitable, [&out, &items, &f, first, last] {
+                        auto it = std::ranges::begin(items);
+                        for (std::size_t i = first; i < last; ++i) out[i] = call_one<Mode>(f, it[i]);
+                    });
+                };
+                co_await gather(
+                    range_view(0, static_cast<std::int64_t>(n), static_cast<std::int64_t>(chunksize)) |
+                    std::views::transform(slice));
+                co_return out;
+            }
+            auto parts = co_await gather(chunk_task_view<Pool, Mode, F, View>(
+                self(), std::move(f), std::move(items), chunksize, true));
             std::vector<call_result_t<Mode, F, E>> out;
             out.reserve(n);
             for (auto& part : parts) std::ranges::move(part, std::back_inserter(out));
@@ -306,9 +318,9 @@ private:
         const std::size_t limit =
             options.max_in_flight ? options.max_in_flight : 2 * std::max<std::size_t>(1, self().workers());
         using chunks = as_completed_stream<tasks, Ordered>;
-        return item_stream<chunks, typename tasks::result_type>(
-            chunks(tasks(self(), std::move(f), std::move(items), std::max<std::size_t>(1, options.chunksize), false),
-                   limit));
+        return item_stream<chunks, typename tasks::result_type>(chunks(
+            tasks(self(), std::move(f), std::move(items), std::max<std::size_t>(1, options.chunksize), false),
+            limit));
     }
 };
 

@@ -104,6 +104,36 @@ struct callable_cannot_cross_to_a_worker_process {
 
 enum class call_mode : std::uint8_t { single, each, each_tuple };
 
+template <call_mode Mode, class F, class E>
+struct call_result {
+    using type = std::invoke_result_t<F&, const E&>;
+};
+template <class F, class E>
+struct call_result<call_mode::each_tuple, F, E> {
+    using type = decltype(std::apply(std::declval<F&>(), std::declval<const E&>()));
+};
+/// What one item of `map` (`each`) or `starmap` (`each_tuple`) gives.
+template <call_mode Mode, class F, class E>
+using call_result_t = wire_result_t<typename call_result<Mode, F, E>::type>;
+
+/// One item of `map` or `starmap`, a `void` result as `std::monostate`.
+template <call_mode Mode, class F, class E>
+call_result_t<Mode, F, std::remove_cvref_t<E>> call_one(F& f, E&& e) {
+    auto call = [&]() -> decltype(auto) {
+        if constexpr (Mode == call_mode::each) {
+            return f(e);
+        } else {
+            return std::apply(f, e);
+        }
+    };
+    if constexpr (std::is_void_v<decltype(call())>) {
+        call();
+        return {};
+    } else {
+        return call();
+    }
+}
+
 /// The worker side of one task. `single`: call `f(args...)`. `each`: call `f`
 /// on every element of a chunk. `each_tuple`: `std::apply(f, element)` on
 /// every element (starmap).
@@ -121,24 +151,9 @@ void invoke(wire::reader& in, wire::writer& out) {
         } else {
             using E = std::tuple_element_t<0, std::tuple<Args...>>;
             const auto chunk = wire::get<std::vector<E>>(in);
-            auto call = [&f](const E& e) -> decltype(auto) {
-                if constexpr (Mode == call_mode::each) {
-                    return f(e);
-                } else {
-                    return std::apply(f, e);
-                }
-            };
-            using R = decltype(call(std::declval<const E&>()));
-            std::vector<wire_result_t<R>> results;
+            std::vector<call_result_t<Mode, F, E>> results;
             results.reserve(chunk.size());
-            for (const E& e : chunk) {
-                if constexpr (std::is_void_v<R>) {
-                    call(e);
-                    results.emplace_back();
-                } else {
-                    results.push_back(call(e));
-                }
-            }
+            for (const E& e : chunk) results.push_back(call_one<Mode>(f, e));
             wire::put(out, results);
         }
     });

@@ -188,7 +188,10 @@ std::vector<T> get_many(reader& r) {
         return get<std::vector<T>>(r);
     } else {
         const auto n = r.pod<std::uint64_t>();
-        if (n > r.remaining()) throw std::runtime_error("corun: truncated sequence in frame");
+        // Every element but an empty one takes at least a byte: a count beyond
+        // that is a corrupt frame, not a reason to allocate.
+        if (!is_empty_default<T> && n > r.remaining())
+            throw std::runtime_error("corun: truncated sequence in frame");
         std::vector<T> v;
         v.reserve(n);
         for (std::uint64_t i = 0; i < n; ++i) v.push_back(get<T>(r));
