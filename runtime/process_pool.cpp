@@ -40,6 +40,12 @@ std::exception_ptr aborted() {
         boost::system::system_error(asio::error::operation_aborted, "corun: task cancelled"));
 }
 
+/// Like transfer_all, but lets one write take megabytes rather than Asio's
+/// default 64 KiB, so a map chunk goes out in a few system calls.
+std::size_t big_writes(const boost::system::error_code& ec, std::size_t) {
+    return ec ? 0 : std::size_t(4) << 20;
+}
+
 void write_all(int fd, const char* p, std::size_t n) {
     while (n > 0) {
         const ssize_t k = ::write(fd, p, n);
@@ -97,7 +103,11 @@ struct worker_proc {
         rbuf = std::move(bigger);
         rcap = n;
     }
-    std::string pending, writing_buf;
+    using frame_ptr = std::shared_ptr<const std::string>;
+    // Frames to send, and the bytes of the write in progress: one buffer, which
+    // measured twice as fast as a gather-write of the frames themselves.
+    std::vector<frame_ptr> pending;
+    std::string writing_bytes;
     bool writing = false;
     std::deque<held> inflight;
     std::size_t assigned = 0;
@@ -172,6 +182,9 @@ public:
             return;
         }
         t->id = ++m_next_id;
+        const frame_header h{static_cast<std::uint32_t>(t->frame->size() - sizeof(frame_header)), task_frame,
+                             t->id};
+        std::memcpy(t->frame->data(), &h, sizeof h);
         m_queue.push_back(t);
         dispatch();
     }
@@ -277,10 +290,8 @@ private:
     }
 
     void send(worker_proc& w, pool_task* t) {
-        frame_header h{static_cast<std::uint32_t>(t->frame.size() - sizeof(frame_header)), task_frame, t->id};
-        std::memcpy(t->frame.data(), &h, sizeof h);
         w.inflight.push_back({t->id, t, worker_proc::clock::now()});
-        w.pending += t->frame;
+        w.pending.push_back(t->frame);
         if (m_options.max_tasks_per_child && ++w.assigned >= m_options.max_tasks_per_child) w.retiring = true;
         if (!w.writing) start_write(m_workers[w.index]);
     }
@@ -288,11 +299,12 @@ private:
     void start_write(const worker_ptr& w) {
         if (w->pending.empty() || w->channel_down) return;
         w->writing = true;
-        std::swap(w->pending, w->writing_buf);
-        asio::async_write(w->channel, asio::buffer(w->writing_buf),
+        w->writing_bytes.clear();
+        for (auto& f : w->pending) w->writing_bytes += *f;
+        w->pending.clear();
+        asio::async_write(w->channel, asio::buffer(w->writing_bytes), big_writes,
                           [self = shared_from_this(), w](boost::system::error_code ec, std::size_t) {
                               w->writing = false;
-                              w->writing_buf.clear();
                               if (ec || self->m_finished) return;  // the read side sees the failure
                               self->start_write(w);
                           });

@@ -116,7 +116,8 @@ std::size_t run_frames(std::string& in, std::size_t pos, std::string& out) {
 [[noreturn]] void worker_loop(int fd) {
     std::string in, out;
     std::size_t pos = 0;
-    std::unique_ptr<char[]> buf(new char[1 << 16]);
+    constexpr std::size_t buffer_size = 1 << 16;
+    std::unique_ptr<char[]> buf(new char[buffer_size]);
     for (;;) {
         pos = run_frames(in, pos, out);
         if (!out.empty()) {
@@ -138,7 +139,7 @@ std::size_t run_frames(std::string& in, std::size_t pos, std::string& out) {
             want = std::max(want, sizeof h + h.length - (in.size() - pos));
         }
         if (in.capacity() < in.size() + want) in.reserve(in.size() + want);
-        const ssize_t n = ::read(fd, buf.get(), std::min<std::size_t>(want, 1 << 16));
+        const ssize_t n = ::read(fd, buf.get(), std::min<std::size_t>(want, buffer_size));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             std::fflush(stdout);

@@ -58,7 +58,10 @@ public:
     /// Called once, on the pool's executor, with the result's bytes or the error.
     virtual void complete(std::exception_ptr error, std::string_view result) = 0;
 
-    std::string frame;  // the whole task frame, kept until the task ends
+    /// The whole task frame, kept until the task ends (it may be sent again
+    /// if its worker is killed for another task) and shared with the write
+    /// in progress, which may outlive a cancelled task.
+    std::shared_ptr<std::string> frame;
     std::uint64_t id = 0;
     /// Part of a `map`: all of its tasks are needed, so they may be sent
     /// ahead to a busy worker (see `prefetch`).
@@ -111,7 +114,7 @@ CORUN_API void core_cancel(process_pool_core& core, pool_task* task);
 
 template <class R, class Handler>
 void submit_op<R, Handler>::start(std::string f) {
-    frame = std::move(f);
+    frame = std::make_shared<std::string>(std::move(f));
     auto slot = asio::get_associated_cancellation_slot(m_handler);
     if (slot.is_connected()) {
         slot.assign([this](asio::cancellation_type) { core_cancel(*m_core, this); });
