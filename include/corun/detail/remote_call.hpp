@@ -62,6 +62,8 @@ void put_callable(wire::writer& w, const F& f) {
     if constexpr (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>) {
         const code_address a = encode_address(as_code_pointer(f));
         w.pod(a);
+    } else if constexpr (std::is_empty_v<F>) {
+        // A captureless lambda has no state: its one byte means nothing.
     } else if constexpr (std::is_trivially_copyable_v<F>) {
         w.bytes(&f, sizeof f);
     } else {
@@ -79,8 +81,8 @@ decltype(auto) with_callable(wire::reader& r, G&& g) {
     } else if constexpr (std::is_trivially_copyable_v<F>) {
         // A lambda has no default constructor to build it from: its bytes are
         // its whole state, so they are copied into suitably aligned storage.
-        alignas(F) unsigned char storage[sizeof(F)];
-        std::memcpy(storage, r.take(sizeof(F)), sizeof(F));
+        alignas(F) unsigned char storage[sizeof(F)] = {};
+        if constexpr (!std::is_empty_v<F>) std::memcpy(storage, r.take(sizeof(F)), sizeof(F));
         return g(*std::launder(reinterpret_cast<F*>(storage)));
     } else {
         F f = wire::get<F>(r);
