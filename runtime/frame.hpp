@@ -21,6 +21,9 @@ enum frame_kind : std::uint32_t {
 /// Larger frames are a protocol error (a worker gone mad), not an allocation.
 inline constexpr std::uint32_t max_frame_payload = 1u << 30;
 
+/// A worker's exit code when the pool's initializer threw.
+inline constexpr int initializer_failed = 71;
+
 /// The worker's end of its channel to the parent is always this descriptor.
 inline constexpr int worker_channel_fd = 3;
 

@@ -123,6 +123,8 @@ struct worker_proc {
         return !channel_down && !retiring && inflight.size() < (short_tasks || batch ? prefetch : 1);
     }
     bool short_tasks = false;
+    bool answered = false;           // has sent at least one answer
+    bool cancelled_by_pool = false;  // killed to cancel its task
     clock::time_point last_answer{};
 };
 
@@ -212,7 +214,8 @@ public:
             for (auto r = w->inflight.rbegin(); r != w->inflight.rend(); ++r)
                 if (r->task) m_queue.push_front(r->task);
             w->inflight.clear();
-            ::kill(w->pid, SIGKILL);
+            w->cancelled_by_pool = true;
+            if (!w->exited) ::kill(w->pid, SIGKILL);
             channel_down(w);
             t->complete(aborted(), {});
             dispatch();
@@ -360,6 +363,7 @@ private:
             w->short_tasks =
                 now - std::max(w->inflight.front().sent, w->last_answer) < std::chrono::milliseconds(1);
             w->last_answer = now;
+            w->answered = true;
             w->inflight.pop_front();
             if (t) {
                 if (h.kind == result_frame)
@@ -387,13 +391,22 @@ private:
         w->channel.close(ignored);
         // A worker that closed its channel but lives on is made to exit, so
         // that its exit is always reported.
-        if (!w->exited && w->protocol_error.empty() && !w->inflight.empty()) ::kill(w->pid, SIGKILL);
+        if (!w->exited && (!w->inflight.empty() || !w->protocol_error.empty())) ::kill(w->pid, SIGKILL);
         maybe_remove(w);
     }
 
     void on_server_message(const server_message& m) {
         if (m.kind == server_message::spawned) {
             --m_spawning;
+            if (m.fds[0] < 0 || m.fds[1] < 0 || m.fds[2] < 0) {
+                // Out of descriptors: the worker is unreachable. Let it go; the
+                // pool carries on with the workers it has.
+                for (int fd : m.fds)
+                    if (fd >= 0) ::close(fd);
+                ::kill(m.pid, SIGKILL);
+                check_join();
+                return;
+            }
             if (m_finished) {
                 for (int fd : m.fds) ::close(fd);
                 return;
@@ -425,6 +438,20 @@ private:
         }
         m_retired.push_back(w);  // its output may still be draining
         m_workers[w->index] = nullptr;
+        // Workers that die before answering anything, again and again (a
+        // failing initializer, a broken environment), would be replaced
+        // forever: past a few in a row the pool gives up and says why.
+        m_fruitless = w->answered || w->cancelled_by_pool ? 0 : m_fruitless + 1;
+        const bool init_failed = WIFEXITED(w->status) && WEXITSTATUS(w->status) == initializer_failed;
+        if (init_failed || m_fruitless >= std::max<std::size_t>(5, 2 * m_options.workers)) {
+            m_closed = true;
+            fail_queued(std::make_exception_ptr(worker_crashed(
+                w->pid, 0, WIFEXITED(w->status) ? WEXITSTATUS(w->status) : -1,
+                init_failed ? "corun: the pool's initializer failed in worker " + std::to_string(w->pid) +
+                                  " (see its stderr); the pool is closed"
+                            : "corun: workers keep dying before answering (" +
+                                  std::string(crash_error(*w).what()) + "); the pool is closed")));
+        }
         if (!m_server_gone && (!m_closed || !m_queue.empty())) {
             ++m_spawning;
             request_worker(m_server.control, w->index);
@@ -440,6 +467,8 @@ private:
             what += " " + w.protocol_error + "; it was killed and replaced";
         else if (sig)
             what += " was killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+        else if (code == initializer_failed)
+            what += " exited: the pool's initializer failed (see its stderr)";
         else
             what += " exited with code " + std::to_string(code);
         return worker_crashed(w.pid, sig, code, what);
@@ -472,8 +501,12 @@ private:
                 if (h.task) h.task->complete(e, {});
             w->inflight.clear();
             ::kill(w->pid, SIGKILL);
+            // Nobody is left to report their exits: count them as reported.
+            w->exited = true;
+            w->status = SIGKILL;  // as waitpid would say: killed by SIGKILL
             channel_down(w);
         }
+        m_spawning = 0;
         check_join();
     }
 
@@ -489,6 +522,7 @@ private:
                             if (self->m_finished || !w->relays[which].open) return;
                             if (!ec && self->pump_output(*w, which)) return self->read_output(w, which);
                             self->relay_end(*w, which);
+                            self->forget_silent_workers();
                             self->check_join();
                         });
     }
@@ -535,6 +569,14 @@ private:
         if (!r.open) return;
         r.open = false;
         if (!r.partial.empty()) relay(w, which, "\n");
+        boost::system::error_code ignored;
+        (which == 0 ? w.out : w.err).close(ignored);
+    }
+
+    /// A replaced worker is kept only until its output has been drained.
+    void forget_silent_workers() {
+        std::erase_if(m_retired,
+                      [](const worker_ptr& w) { return !w->relays[0].open && !w->relays[1].open; });
     }
 
     // ---- closing -------------------------------------------------------------
@@ -631,6 +673,7 @@ private:
     std::vector<erased_handler<>> m_join_waiters;
     std::uint64_t m_next_id = 0;
     std::size_t m_spawning = 0;
+    std::size_t m_fruitless = 0;  // workers in a row that died without answering
     bool m_closed = false;
     bool m_finished = false;
     bool m_server_gone = false;

@@ -178,7 +178,10 @@ std::size_t run_frames(std::string& in, std::size_t pos, std::string& out) {
             options.initializer();
         } catch (const std::exception& e) {
             std::fprintf(stderr, "corun: worker initializer failed: %s\n", e.what());
-            _exit(71);
+            _exit(initializer_failed);
+        } catch (...) {
+            std::fprintf(stderr, "corun: worker initializer failed\n");
+            _exit(initializer_failed);
         }
     }
     worker_loop(worker_channel_fd);
@@ -186,7 +189,8 @@ std::size_t run_frames(std::string& in, std::size_t pos, std::string& out) {
 
 // ---- the fork server ------------------------------------------------------
 
-void send_message(int control, const server_message& m, int nfds) {
+/// False when the parent has gone (or is going): stop reporting, keep reaping.
+bool send_message(int control, const server_message& m, int nfds) {
     struct {
         std::uint32_t kind, index;
         std::int32_t pid, status;
@@ -206,11 +210,13 @@ void send_message(int control, const server_message& m, int nfds) {
         std::memcpy(CMSG_DATA(c), m.fds, sizeof(int) * nfds);
     }
     while (sendmsg(control, &msg, MSG_NOSIGNAL) < 0) {
-        if (errno != EINTR) _exit(0);  // the parent is gone
+        if (errno != EINTR) return false;
     }
+    return true;
 }
 
-void spawn_worker(const process_pool_options& options, int control, int sigfd, std::uint32_t index) {
+/// Forks a worker for slot `index`; false when it could not be handed over.
+bool spawn_worker(const process_pool_options& options, int control, int sigfd, std::uint32_t index) {
     int channel[2], out[2], err[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
         pipe2(err, O_CLOEXEC) != 0)
@@ -237,10 +243,12 @@ void spawn_worker(const process_pool_options& options, int control, int sigfd, s
     m.fds[0] = channel[0];
     m.fds[1] = out[0];
     m.fds[2] = err[0];
-    send_message(control, m, 3);
+    const bool sent = send_message(control, m, 3);
+    // Unsent, the worker's channel closes here: it reads end of file and exits.
     ::close(channel[0]);
     ::close(out[0]);
     ::close(err[0]);
+    return sent;
 }
 
 /// The fork server: single-threaded, it forks workers on request and reaps
@@ -278,15 +286,15 @@ void spawn_worker(const process_pool_options& options, int control, int sigfd, s
                 m.kind = server_message::exited;
                 m.pid = pid;
                 m.status = status;
-                if (!closing) send_message(control, m, 0);
+                if (!closing && !send_message(control, m, 0)) closing = true;
             }
         }
         if (fds[1].revents) {
             std::uint32_t index = 0;
             const ssize_t n = recv(control, &index, sizeof index, 0);
             if (n == static_cast<ssize_t>(sizeof index)) {
-                spawn_worker(options, control, sigfd, index);
                 ++live;
+                if (!spawn_worker(options, control, sigfd, index)) closing = true;
             } else if (n == 0 || (n < 0 && errno != EINTR)) {
                 closing = true;
             }
@@ -355,6 +363,7 @@ bool receive_server_message(int control, server_message& out, bool& gone) {
     out.index = body.index;
     out.pid = body.pid;
     out.status = body.status;
+    if (msg.msg_flags & MSG_CTRUNC) return true;  // descriptors lost: fds stay -1
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
             std::memcpy(out.fds, CMSG_DATA(c),

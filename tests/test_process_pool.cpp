@@ -1,7 +1,9 @@
 #include "corun/process_pool.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -509,4 +511,143 @@ TEST_CASE("imap over 10 000 000 items keeps the parent's memory flat", "[process
 #ifndef __SANITIZE_ADDRESS__  // its quarantine keeps 256 MiB of freed memory resident by design
     CHECK(peak - start < 64 * 1024);
 #endif
+}
+
+namespace {
+
+int open_fds() {
+    int n = 0;
+    DIR* d = opendir("/proc/self/fd");
+    while (dirent* e = readdir(d))
+        if (e->d_name[0] != '.') ++n;
+    closedir(d);
+    return n - 1;  // the directory being read
+}
+
+std::vector<int> children_of_this_process() {
+    std::vector<int> out;
+    const std::string me = std::to_string(getpid());
+    DIR* d = opendir("/proc");
+    while (dirent* e = readdir(d)) {
+        std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
+        std::string line;
+        if (!std::getline(stat, line)) continue;
+        std::istringstream rest(line.substr(line.rfind(')') + 2));
+        std::string state, ppid;
+        rest >> state >> ppid;
+        if (ppid == me) out.push_back(std::atoi(e->d_name));
+    }
+    closedir(d);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("the fork server killed with -9: tasks fail, and close + join still completes", "[process_pool]") {
+    block_on([]() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 2}};
+        const long nine = co_await pool.submit(square, 3L);
+        CHECK(nine == 9);
+        auto kids = children_of_this_process();
+        REQUIRE(kids.size() == 1);  // the fork server; the workers are its children
+        ::kill(kids[0], SIGKILL);
+        co_await sleep_for(200ms);
+        CHECK_THROWS_AS(co_await pool.submit(square, 4L), corun::pool_closed);
+        pool.close();
+        co_await pool.join();
+    }());
+}
+
+TEST_CASE("a task that breaks its channel and runs on is killed, its task failed", "[process_pool]") {
+    block_on([]() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 1}};
+        try {
+            co_await pool.submit([] {
+                const char partial[5] = {8, 0, 0, 0, 2};
+                (void)!::write(3, partial, sizeof partial);
+                ::close(3);
+                for (;;) pause();
+            });
+            FAIL("the broken channel went unnoticed");
+        } catch (const corun::worker_crashed& e) {
+            CHECK_THAT(e.what(), Catch::Contains("truncated"));
+        }
+    }());
+}
+
+TEST_CASE("replacing workers leaks no descriptor", "[process_pool]") {
+    block_on([]() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 1, .max_tasks_per_child = 1}};
+        co_await pool.submit(square, 1L);
+        co_await sleep_for(50ms);
+        const int before = open_fds();
+        for (long i = 0; i < 100; ++i) co_await pool.submit(square, i);
+        co_await sleep_for(100ms);  // the last replaced worker's output pipes close
+        const int after = open_fds();
+        INFO("descriptors before " << before << ", after 100 replacements " << after);
+        CHECK(after - before < 8);
+    }());
+}
+
+TEST_CASE("an initializer that throws closes the pool instead of respawning forever", "[process_pool]") {
+    char path[] = "/tmp/corun-init-XXXXXX";
+    const int counter = ::mkstemp(path);
+    REQUIRE(counter >= 0);
+    static const char* counter_path = path;
+    block_on([]() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 2, .initializer = [] {
+                                                                       const int f = ::open(
+                                                                           counter_path, O_WRONLY | O_APPEND);
+                                                                       (void)!::write(f, "x", 1);
+                                                                       ::close(f);
+                                                                       throw std::runtime_error("no");
+                                                                   }}};
+        try {
+            co_await pool.submit(square, 2L);
+            FAIL("a task ran without its initializer");
+        } catch (const corun::worker_crashed& e) {
+            CHECK_THAT(e.what(), Catch::Contains("initializer"));
+        }
+        co_await sleep_for(300ms);
+        CHECK_THROWS_AS(co_await pool.submit(square, 2L), corun::pool_closed);
+    }());
+    std::ifstream in(path);
+    std::string marks;
+    std::getline(in, marks);
+    ::close(counter);
+    ::unlink(path);
+    CHECK(marks.size() <= 3);  // the first two workers, at most one replacement
+}
+
+TEST_CASE("terminate aborts queued and running tasks, and join completes", "[process_pool]") {
+    int aborted = 0;
+    block_on([&]() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 1}};
+        for (int i = 0; i < 5; ++i)
+            pool.submit(sleep_then, 2000L, [&](std::exception_ptr e, long) {
+                if (e) ++aborted;
+            });
+        co_await sleep_for(100ms);
+        pool.terminate();
+        co_await pool.join();
+        co_await sleep_for(10ms);
+    }());
+    CHECK(aborted == 5);
+}
+
+TEST_CASE("the pool reaps every worker itself, leaving nothing to init", "[process_pool]") {
+    // As a subreaper, orphans would come to this process: there must be none.
+    REQUIRE(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+    int rounds_with_orphans = 0;
+    for (int round = 0; round < 10; ++round) {
+        block_on([]() -> awaitable<void> {
+            corun::process_pool pool{co_await corun::this_executor(), {.workers = 3}};
+            co_await pool.map(square, corun::range(30));
+        }());
+        if (!children_of_this_process().empty()) ++rounds_with_orphans;
+        while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+        }
+    }
+    prctl(PR_SET_CHILD_SUBREAPER, 0);
+    CHECK(rounds_with_orphans == 0);
 }

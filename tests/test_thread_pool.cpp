@@ -116,3 +116,26 @@ TEST_CASE("a cancelled thread_pool task that has not started never runs", "[thre
     }());
     CHECK_FALSE(second_ran);
 }
+
+TEST_CASE("thread_pool terminate aborts what has not started; join completes", "[thread_pool]") {
+    std::atomic<int> ran{0};
+    int aborted = 0;
+    block_on([&]() -> awaitable<void> {
+        corun::thread_pool pool{co_await corun::this_executor(), {.threads = 1}};
+        for (int i = 0; i < 5; ++i)
+            pool.submit(
+                [&] {
+                    std::this_thread::sleep_for(50ms);
+                    ++ran;
+                },
+                [&](std::exception_ptr e) {
+                    if (e) ++aborted;
+                });
+        co_await sleep_for(10ms);
+        pool.terminate();
+        co_await pool.join();
+        co_await sleep_for(10ms);
+    }());
+    CHECK(ran == 1);  // the one already running could not be stopped
+    CHECK(aborted == 4);
+}

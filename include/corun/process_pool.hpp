@@ -163,9 +163,12 @@ public:
     explicit process_pool(executor ex, process_pool_options options = {});
     process_pool(const process_pool&) = delete;
     process_pool& operator=(const process_pool&) = delete;
-    /// Closes and joins, blocking: tasks already in a worker finish and are
-    /// delivered (their handlers are posted), queued ones fail with
-    /// `operation_aborted`, worker output is drained, every child is reaped.
+    /// Closes and joins the processes, blocking, as Python's `with Pool()`
+    /// (which terminates): tasks not finished yet fail with
+    /// `operation_aborted` (a worker busy with one is killed), worker output
+    /// is drained and every child is reaped. To let submitted work finish,
+    /// `close()` and `co_await join()` first. A destructor cannot run the
+    /// event loop, and waiting on a task that may never end would hang.
     ~process_pool();
 
     executor get_executor() const noexcept { return m_ex; }

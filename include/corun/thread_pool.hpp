@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <exception>
 #include <functional>
+#include <map>
 #include <memory>
 #include <tuple>
 #include <type_traits>
@@ -37,9 +38,9 @@ struct thread_pool_options {
 /// is a one-word change.
 ///
 /// Differences that follow from threads: a crash takes the process down; a
-/// cancelled task that has not started never runs, but one that is running
-/// runs to its end (its result is then dropped); functions and values need
-/// not be serializable, only safe to use from another thread.
+/// cancelled (or terminated) task that has not started never runs, but one
+/// that is running cannot be stopped and delivers its result; functions and
+/// values need not be serializable, only safe to use from another thread.
 ///
 /// Results are delivered on the caller's executor (for a plain callback, the
 /// pool's), never on a pool thread.
@@ -56,6 +57,14 @@ public:
 
     /// No more tasks may be submitted (they fail with `pool_closed`).
     void close() noexcept { m_state->closed = true; }
+    /// Closes, and fails every task not started yet with `operation_aborted`;
+    /// running ones cannot be stopped and finish.
+    void terminate() {
+        m_state->closed = true;
+        auto queued = std::move(m_state->abort_queued);
+        m_state->abort_queued.clear();
+        for (auto& [id, abort] : queued) abort();
+    }
     /// Closes, then waits until every submitted task has finished.
     template <class Token = use_awaitable_t>
     auto join(Token&& token = {}) {
@@ -81,6 +90,8 @@ private:
     struct shared_state {
         std::size_t outstanding = 0;
         bool closed = false;
+        std::uint64_t next_id = 0;
+        std::map<std::uint64_t, std::function<void()>> abort_queued;  // for terminate()
         std::vector<detail::erased_handler<>> joiners;
         void task_done() {
             if (--outstanding == 0 && closed) {
@@ -113,9 +124,11 @@ private:
                     Work work;
                     std::shared_ptr<shared_state> state;
                     std::atomic<int> stage{0};  // 0 queued, 1 running, 2 cancelled
+                    std::uint64_t id = 0;
                     void finish(std::exception_ptr e, detail::wire_result_t<R> value = {}) {
                         auto slot = asio::get_associated_cancellation_slot(handler);
                         if (slot.is_connected()) slot.clear();
+                        state->abort_queued.erase(id);
                         state->task_done();
                         if constexpr (std::is_void_v<R>) {
                             asio::post(ex, asio::append(std::move(handler), e));
@@ -136,15 +149,16 @@ private:
                 }
                 ++m_state->outstanding;
                 auto o = std::make_shared<op>(std::move(handler), ex, std::move(w), m_state);
+                auto abort = [o] {
+                    int queued = 0;
+                    if (o->stage.compare_exchange_strong(queued, 2))
+                        o->finish(std::make_exception_ptr(boost::system::system_error(
+                            asio::error::operation_aborted, "corun: task cancelled")));
+                };
+                o->id = ++m_state->next_id;
+                m_state->abort_queued.emplace(o->id, abort);
                 auto slot = asio::get_associated_cancellation_slot(o->handler);
-                if (slot.is_connected()) {
-                    slot.assign([o](asio::cancellation_type) {
-                        int queued = 0;
-                        if (o->stage.compare_exchange_strong(queued, 2))
-                            o->finish(std::make_exception_ptr(boost::system::system_error(
-                                asio::error::operation_aborted, "corun: task cancelled")));
-                    });
-                }
+                if (slot.is_connected()) slot.assign([abort](asio::cancellation_type) { abort(); });
                 asio::post(m_threads, [o] {
                     int queued = 0;
                     if (!o->stage.compare_exchange_strong(queued, 1)) return;
