@@ -71,8 +71,8 @@ awaitable<std::vector<int>> full_crew(corun::process_pool& pool) {
     co_return pool.worker_pids();
 }
 
-/// Our own children that are zombies (exited, never reaped).
-std::vector<int> zombie_children() {
+/// This process's children; only those that are zombies (exited, never reaped) if asked.
+std::vector<int> children_of_this_process(bool zombies_only = false) {
     std::vector<int> out;
     const std::string me = std::to_string(getpid());
     DIR* d = opendir("/proc");
@@ -80,11 +80,10 @@ std::vector<int> zombie_children() {
         std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
         std::string line;
         if (!std::getline(stat, line)) continue;
-        const auto close = line.rfind(')');
-        std::istringstream rest(line.substr(close + 2));
+        std::istringstream rest(line.substr(line.rfind(')') + 2));
         std::string state, ppid;
         rest >> state >> ppid;
-        if (ppid == me && state == "Z") out.push_back(std::atoi(e->d_name));
+        if (ppid == me && (!zombies_only || state == "Z")) out.push_back(std::atoi(e->d_name));
     }
     closedir(d);
     return out;
@@ -372,7 +371,7 @@ TEST_CASE("no zombie and no worker is left after the pool is destroyed", "[proce
     }());
     REQUIRE(pids.size() == 3);
     for (int p : pids) CHECK_FALSE(alive(p));
-    CHECK(zombie_children().empty());
+    CHECK(children_of_this_process(true).empty());
 }
 
 TEST_CASE("workers die within a second when the parent is killed with -9", "[process_pool]") {
@@ -524,22 +523,6 @@ int open_fds() {
     return n - 1;  // the directory being read
 }
 
-std::vector<int> children_of_this_process() {
-    std::vector<int> out;
-    const std::string me = std::to_string(getpid());
-    DIR* d = opendir("/proc");
-    while (dirent* e = readdir(d)) {
-        std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
-        std::string line;
-        if (!std::getline(stat, line)) continue;
-        std::istringstream rest(line.substr(line.rfind(')') + 2));
-        std::string state, ppid;
-        rest >> state >> ppid;
-        if (ppid == me) out.push_back(std::atoi(e->d_name));
-    }
-    closedir(d);
-    return out;
-}
 
 }  // namespace
 
