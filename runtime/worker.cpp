@@ -77,12 +77,6 @@ enum failure_kind : std::uint8_t {
     system_error,
 };
 
-void put_string(std::string& out, std::string_view s) {
-    const auto n = static_cast<std::uint32_t>(s.size());
-    out.append(reinterpret_cast<const char*>(&n), sizeof n);
-    out.append(s);
-}
-
 /// Runs every complete task frame in `in` from `pos`, appending answers to `out`.
 std::size_t run_frames(std::string& in, std::size_t pos, std::string& out) {
     while (in.size() - pos >= sizeof(frame_header)) {
@@ -414,21 +408,20 @@ void encode_failure(std::string& out, std::exception_ptr error) {
         const std::type_info* t = abi::__cxa_current_exception_type();
         type = t ? demangle(t->name()) : "unknown";
     }
-    out.push_back(static_cast<char>(kind));
-    out.append(reinterpret_cast<const char*>(&code), sizeof code);
-    put_string(out, type);
-    put_string(out, message);
+    wire::writer w(out);
+    wire::put(w, static_cast<std::uint8_t>(kind));
+    wire::put(w, code);
+    wire::put(w, type);
+    wire::put(w, message);
 }
 
 std::exception_ptr decode_failure(std::string_view payload, int pid) {
     try {
         wire::reader r(payload);
-        const auto kind = r.pod<std::uint8_t>();
-        const auto code = r.pod<std::int32_t>();
-        const auto type_len = r.pod<std::uint32_t>();
-        std::string type(r.take(type_len), type_len);
-        const auto msg_len = r.pod<std::uint32_t>();
-        std::string message(r.take(msg_len), msg_len);
+        const auto kind = wire::get<std::uint8_t>(r);
+        const auto code = wire::get<std::int32_t>(r);
+        auto type = wire::get<std::string>(r);
+        auto message = wire::get<std::string>(r);
         switch (kind) {
             case logic_error:
                 return std::make_exception_ptr(std::logic_error(message));
