@@ -4,6 +4,7 @@
 #include "corun/as_completed.hpp"
 #include "corun/awaitable.hpp"
 #include "corun/gather.hpp"
+#include "corun/http/client.hpp"
 #include "corun/process_pool.hpp"
 #include "corun/range.hpp"
 #include "corun/run.hpp"

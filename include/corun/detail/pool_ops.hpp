@@ -20,6 +20,7 @@
 #include "corun/as_completed.hpp"
 #include "corun/awaitable.hpp"
 #include "corun/detail/remote_call.hpp"
+#include "corun/detail/with_token.hpp"
 #include "corun/gather.hpp"
 #include "corun/range.hpp"
 
@@ -135,21 +136,6 @@ inline constexpr bool is_submit_token =
     is_asio_token<std::decay_t<T>>::value ||
     (std::is_void_v<R> ? std::is_invocable_v<std::decay_t<T>&, std::exception_ptr>
                        : std::is_invocable_v<std::decay_t<T>&, std::exception_ptr, wire_result_t<R>>);
-
-template <class T>
-concept token_for_awaitable = std::is_same_v<std::decay_t<T>, use_awaitable_t>;
-
-/// Runs a composed operation with any completion token: the awaitable itself
-/// for the default token, `co_spawn` on the pool's executor for the others
-/// (a callback `(std::exception_ptr, R)`, `use_future`, `deferred` …).
-template <class T, class Token>
-auto with_token(const executor& ex, awaitable<T> op, Token&& token) {
-    if constexpr (token_for_awaitable<Token>) {
-        return op;
-    } else {
-        return asio::co_spawn(ex, std::move(op), std::forward<Token>(token));
-    }
-}
 
 /// One item at a time out of a stream of chunk results.
 template <class Stream, class R>

@@ -1,0 +1,159 @@
+// corun::http::client — HTTP/1.1 and HTTPS requests as awaitables, over a
+// keep-alive connection pool. Beast and OpenSSL stay inside the library.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "corun/awaitable.hpp"
+#include "corun/detail/with_token.hpp"
+#include "corun/http/error.hpp"
+
+namespace corun::http {
+
+/// Header fields in the order they were sent or received.
+using fields = std::vector<std::pair<std::string, std::string>>;
+
+/// A whole response, body read.
+struct CORUN_API response {
+    int status = 0;
+    std::string reason;
+    fields headers;
+    std::string body;
+    /// The URL that answered: the request's, or the last redirect's.
+    std::string url;
+    /// True only when the response came over TLS whose certificate chain and
+    /// host name were both verified; false over plain HTTP and when an
+    /// `insecure` client accepted a certificate that did not verify.
+    bool tls_verified = false;
+
+    /// The value of the first field called `name` (case-insensitive).
+    std::optional<std::string_view> header(std::string_view name) const;
+    /// Like aiohttp: a status below 400.
+    bool ok() const noexcept { return status > 0 && status < 400; }
+    /// Throws `error` of kind `status`, naming the status and URL, when `!ok()`.
+    void raise_for_status() const;
+};
+
+struct client_options {
+    /// Connections open at once, over all hosts; a request beyond that waits
+    /// for one to come free (bounded by `timeout`).
+    std::size_t limit = 100;
+    /// Connections open at once to one scheme+host+port; 0 means only `limit`.
+    std::size_t limit_per_host = 0;
+    /// Bounds resolving, connecting and the TLS handshake of a new connection.
+    std::chrono::milliseconds connect_timeout{std::chrono::seconds(30)};
+    /// Bounds a whole request: waiting for a connection, connecting, every
+    /// redirect, and reading the body. The request is cancelled for real.
+    std::chrono::milliseconds timeout{std::chrono::seconds(300)};
+    /// A kept-alive connection unused for this long is closed, not reused.
+    std::chrono::milliseconds idle_timeout{std::chrono::seconds(15)};
+    /// Redirects followed per request; 0 returns the 3xx response itself.
+    int max_redirects = 10;
+    /// Limit on the status line plus all header fields of a response.
+    std::size_t max_header_size = 64 * 1024;
+    /// Limit on a response body read whole (not on `stream`'s chunks).
+    std::size_t max_body_size = std::size_t{64} << 20;
+    /// A PEM file of CA certificates trusted besides the system's store: a
+    /// private CA.
+    std::string ca_file = {};
+    /// Accept any certificate and host name. Off by default; a response then
+    /// says whether it was verified all the same (`response::tls_verified`).
+    bool insecure = false;
+    std::string user_agent = "corun";
+};
+
+class client_state;
+class stream_state;
+
+/// A response whose body is read chunk by chunk, for downloads too large to
+/// hold. Its connection is reused once the body has been read to the end, and
+/// closed if the stream is dropped earlier.
+class CORUN_API streamed_response {
+public:
+    explicit streamed_response(std::unique_ptr<stream_state> state);
+    streamed_response(streamed_response&&) noexcept;
+    streamed_response& operator=(streamed_response&&) noexcept;
+    ~streamed_response();
+
+    /// Status, reason, headers, URL and TLS state; `body` stays empty.
+    const response& head() const noexcept;
+    /// The next piece of the body, at most `max` bytes; empty at the end.
+    /// Throws `error` (protocol, timeout …) if the body breaks off.
+    awaitable<std::string> read_chunk(std::size_t max = 64 * 1024);
+
+private:
+    std::unique_ptr<stream_state> m_state;
+};
+
+/// An HTTP/1.1 client with a keep-alive connection pool, like an aiohttp
+/// `ClientSession`. Make one per program (or per event loop) and share it.
+///
+/// Every request awaits one response and returns it whole; redirects are
+/// followed, connections are reused, and a connection the server had closed
+/// while idle is replaced without failing a request that is safe to retry
+/// (GET, HEAD, PUT, DELETE, OPTIONS). Cancelling the `co_await` (or `timeout`
+/// running out) cancels the I/O for real and closes that connection. Failures
+/// throw `corun::http::error`.
+///
+/// A client is not thread-safe: use it from coroutines of one thread (or one
+/// strand). In-flight requests keep the pool alive after the client is gone.
+///
+/// @code
+/// corun::http::client http{co_await corun::this_executor()};
+/// auto r = co_await http.get("https://example.org/");
+/// std::cout << r.status << ' ' << r.body.size() << '\n';
+/// @endcode
+class CORUN_API client {
+public:
+    // Two constructors, not a defaulted `options` argument: GCC 12 mishandles
+    // a defaulted argument's temporaries in `client c(co_await ...)`.
+    explicit client(executor ex);
+    client(executor ex, client_options options);
+    client(client&&) noexcept;
+    client& operator=(client&&) noexcept;
+    /// Closes the idle connections; in-flight requests finish and then close theirs.
+    ~client();
+
+    /// `GET url` → the response.
+    template <class Token = use_awaitable_t>
+    auto get(std::string url, fields headers = {}, Token&& token = {}) {
+        return detail::with_token(get_executor(), do_request("GET", std::move(url), {}, std::move(headers)),
+                                  std::forward<Token>(token));
+    }
+
+    /// Any method, with an optional body and extra header fields.
+    template <class Token = use_awaitable_t>
+    auto request(std::string method, std::string url, std::string body = {}, fields headers = {},
+                 Token&& token = {}) {
+        return detail::with_token(
+            get_executor(),
+            do_request(std::move(method), std::move(url), std::move(body), std::move(headers)),
+            std::forward<Token>(token));
+    }
+
+    /// Sends the request and returns once the header has arrived; the body is
+    /// then read with `streamed_response::read_chunk`.
+    awaitable<streamed_response> stream(std::string method, std::string url, std::string body = {},
+                                        fields headers = {});
+
+    const client_options& options() const noexcept;
+    executor get_executor() const noexcept;
+
+private:
+    awaitable<response> do_request(std::string method, std::string url, std::string body, fields headers);
+
+    std::shared_ptr<client_state> m_state;
+};
+
+/// One request on a client of its own: `co_await corun::http::fetch(url)`.
+CORUN_API awaitable<response> fetch(std::string url);
+CORUN_API awaitable<response> fetch(std::string url, client_options options);
+
+}  // namespace corun::http

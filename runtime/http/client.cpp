@@ -1,0 +1,609 @@
+#include "corun/http/client.hpp"
+
+#include <algorithm>
+#include <list>
+#include <set>
+#include <unordered_map>
+
+#include <openssl/ssl.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "connection.hpp"
+#include "corun/timeout.hpp"
+
+namespace corun::http {
+
+namespace bhttp = boost::beast::http;
+using detail::clock;
+using detail::connection;
+using detail::target;
+namespace ssl = boost::asio::ssl;
+using boost::asio::as_tuple;
+using boost::system::error_code;
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+    return std::ranges::equal(a, b, [](char x, char y) {
+        return (x >= 'A' && x <= 'Z' ? char(x - 'A' + 'a') : x) ==
+               (y >= 'A' && y <= 'Z' ? char(y - 'A' + 'a') : y);
+    });
+}
+
+std::string in_ms(std::chrono::milliseconds d) {
+    return std::to_string(d.count()) + " ms";
+}
+
+/// Safe to send twice (RFC 9110 §9.2.2): a request on a kept-alive
+/// connection that the server had already closed is sent again on a new one.
+bool idempotent(std::string_view method) {
+    for (std::string_view m : {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+        if (m == method) return true;
+    return false;
+}
+
+bool is_redirect(int status) {
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+[[noreturn]] void rethrow_if_cancelled(const error_code& ec) {
+    throw boost::system::system_error(ec);
+}
+
+/// A field a caller passes must not be able to smuggle another header or
+/// request into the stream.
+void check_field(const std::string& name, const std::string& value) {
+    auto bad = [](const std::string& s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != s.npos; };
+    if (name.empty() || bad(name) || bad(value) || name.find(':') != name.npos)
+        throw std::invalid_argument("corun::http: malformed header field '" + name + "'");
+}
+
+}  // namespace
+
+// ---- the connection pool ---------------------------------------------------
+
+class client_state;
+
+/// A connection taken from the pool; goes back (or is closed) when dropped.
+class lease {
+public:
+    lease(std::shared_ptr<client_state> pool, std::string origin, std::unique_ptr<connection> conn,
+          bool reused)
+        : m_pool(std::move(pool)), m_origin(std::move(origin)), m_conn(std::move(conn)), m_reused(reused) {}
+    lease(lease&&) noexcept = default;
+    lease& operator=(lease&&) = delete;
+    ~lease() { give_back(false); }
+
+    connection& conn() noexcept { return *m_conn; }
+    bool reused() const noexcept { return m_reused; }
+    bool held() const noexcept { return m_conn != nullptr; }
+    /// Returns the connection for reuse (`keep_alive`) or closes it.
+    void give_back(bool keep_alive) noexcept;
+
+private:
+    std::shared_ptr<client_state> m_pool;
+    std::string m_origin;
+    std::unique_ptr<connection> m_conn;
+    bool m_reused;
+};
+
+class client_state : public std::enable_shared_from_this<client_state> {
+public:
+    client_state(executor ex, client_options options)
+        : m_ex(std::move(ex)), m_options(std::move(options)), m_sweeper(m_ex) {}
+
+    const executor& get_executor() const noexcept { return m_ex; }
+    const client_options& options() const noexcept { return m_options; }
+
+    awaitable<lease> acquire(const target& t, bool fresh);
+    void give_back(const std::string& origin, std::unique_ptr<connection> c, bool keep_alive) noexcept;
+    void shut_down() noexcept;
+
+private:
+    struct host {
+        std::vector<std::unique_ptr<connection>> idle;  // most recently used last
+        std::size_t open = 0;                           // idle, busy and connecting
+    };
+
+    bool room_for(const host& h) const noexcept {
+        return m_open < m_options.limit &&
+               (m_options.limit_per_host == 0 || h.open < m_options.limit_per_host);
+    }
+    void forget(host& h, connection& c) noexcept {
+        c.close();
+        --h.open;
+        --m_open;
+    }
+    bool evict_idle_except(const std::string& origin) noexcept;
+    awaitable<void> wait_for_room();
+    void wake_waiters() noexcept {
+        for (auto* w : m_waiters) w->cancel();
+    }
+    void arm_sweeper() noexcept;
+    void sweep() noexcept;
+    ssl::context& tls_context(const target& t);
+
+    executor m_ex;
+    client_options m_options;
+    std::unordered_map<std::string, host> m_hosts;
+    std::size_t m_open = 0;
+    std::list<boost::asio::steady_timer*> m_waiters;
+    boost::asio::steady_timer m_sweeper;
+    bool m_sweeping = false;
+    bool m_shut_down = false;
+    std::optional<ssl::context> m_tls;
+};
+
+void lease::give_back(bool keep_alive) noexcept {
+    if (m_conn) m_pool->give_back(m_origin, std::move(m_conn), keep_alive);
+}
+
+ssl::context& client_state::tls_context(const target& t) {
+    if (m_tls) return *m_tls;
+    ssl::context ctx(ssl::context::tls_client);
+    SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+    error_code ec;
+    ctx.set_default_verify_paths(ec);
+    if (!m_options.ca_file.empty()) {
+        ctx.load_verify_file(m_options.ca_file, ec);
+        if (ec)
+            throw error(error_kind::tls, t.url,
+                        "cannot load the CA file '" + m_options.ca_file + "': " + ec.message());
+    }
+    ctx.set_verify_mode(m_options.insecure ? ssl::verify_none : ssl::verify_peer);
+    return m_tls.emplace(std::move(ctx));
+}
+
+awaitable<lease> client_state::acquire(const target& t, bool fresh) {
+    auto self = shared_from_this();
+    for (;;) {
+        host& h = m_hosts[t.origin];
+        while (!fresh && !h.idle.empty()) {
+            auto c = std::move(h.idle.back());
+            h.idle.pop_back();
+            if (clock::now() - c->idle_since < m_options.idle_timeout && c->looks_alive())
+                co_return lease(self, t.origin, std::move(c), true);
+            forget(h, *c);
+        }
+        if (room_for(h) || (m_open >= m_options.limit && evict_idle_except(t.origin) && room_for(h))) {
+            ++h.open;
+            ++m_open;
+            std::exception_ptr failed;
+            auto c = std::make_unique<connection>(m_ex, t.tls ? &tls_context(t) : nullptr);
+            try {
+                co_await with_timeout(m_options.connect_timeout, c->open(t));
+            } catch (const timeout_error&) {
+                failed = std::make_exception_ptr(
+                    error(error_kind::timeout, t.url,
+                          "no connection within the connect timeout of " + in_ms(m_options.connect_timeout)));
+            } catch (...) {
+                failed = std::current_exception();
+            }
+            if (failed) {
+                forget(m_hosts[t.origin], *c);
+                wake_waiters();
+                std::rethrow_exception(failed);
+            }
+            co_return lease(self, t.origin, std::move(c), false);
+        }
+        co_await wait_for_room();
+    }
+}
+
+bool client_state::evict_idle_except(const std::string& origin) noexcept {
+    for (auto& [key, h] : m_hosts) {
+        if (key == origin || h.idle.empty()) continue;
+        auto c = std::move(h.idle.front());
+        h.idle.erase(h.idle.begin());
+        forget(h, *c);
+        return true;
+    }
+    return false;
+}
+
+awaitable<void> client_state::wait_for_room() {
+    // A timer that never expires by itself: give_back cancels it to wake us.
+    boost::asio::steady_timer signal(m_ex, clock::time_point::max());
+    m_waiters.push_back(&signal);
+    auto me = std::prev(m_waiters.end());
+    co_await signal.async_wait(as_tuple(use_awaitable));
+    m_waiters.erase(me);
+    auto cs = co_await boost::asio::this_coro::cancellation_state;
+    if (cs.cancelled() != boost::asio::cancellation_type::none)
+        rethrow_if_cancelled(boost::asio::error::operation_aborted);
+}
+
+void client_state::give_back(const std::string& origin, std::unique_ptr<connection> c,
+                             bool keep_alive) noexcept {
+    host& h = m_hosts[origin];
+    if (keep_alive && !m_shut_down && c->looks_alive()) {
+        c->idle_since = clock::now();
+        h.idle.push_back(std::move(c));
+        arm_sweeper();
+    } else {
+        forget(h, *c);
+    }
+    if (!m_waiters.empty()) wake_waiters();
+}
+
+void client_state::arm_sweeper() noexcept {
+    if (m_sweeping) return;
+    m_sweeping = true;
+    m_sweeper.expires_after(m_options.idle_timeout);
+    m_sweeper.async_wait([weak = weak_from_this()](const error_code&) {
+        if (auto self = weak.lock()) self->sweep();
+    });
+}
+
+/// Closes the connections idle for longer than `idle_timeout`, so an unused
+/// client holds no sockets open for long.
+void client_state::sweep() noexcept {
+    m_sweeping = false;
+    if (m_shut_down) return;
+    bool any_left = false;
+    auto now = clock::now();
+    for (auto& [key, h] : m_hosts) {
+        std::erase_if(h.idle, [&](auto& c) {
+            if (now - c->idle_since < m_options.idle_timeout) return false;
+            c->close();
+            --h.open;
+            --m_open;
+            return true;
+        });
+        any_left = any_left || !h.idle.empty();
+    }
+    if (any_left) arm_sweeper();
+    if (!m_waiters.empty()) wake_waiters();
+}
+
+void client_state::shut_down() noexcept {
+    m_shut_down = true;
+    for (auto& [key, h] : m_hosts) {
+        for (auto& c : h.idle) forget(h, *c);
+        h.idle.clear();
+    }
+    m_sweeper.cancel();
+    wake_waiters();
+}
+
+// ---- one exchange ----------------------------------------------------------
+
+/// An answered request: its connection, the parser holding the header, and
+/// the body still to read.
+class stream_state {
+public:
+    stream_state(std::shared_ptr<client_state> pool, lease l) : pool(std::move(pool)), conn(std::move(l)) {}
+
+    /// Reads up to `size` body bytes into `data`; returns how many (possibly 0
+    /// while framing is parsed). Gives the connection back at the end.
+    awaitable<std::size_t> read_some(char* data, std::size_t size);
+    awaitable<void> read_all(std::string& out);
+    awaitable<void> discard_body() {
+        std::string ignored;
+        co_await read_all(ignored);
+    }
+
+    std::shared_ptr<client_state> pool;
+    lease conn;
+    bhttp::response_parser<bhttp::buffer_body> parser;
+    response head;
+    clock::time_point deadline{};
+};
+
+namespace {
+
+error read_failure(const error_code& ec, const std::string& url, const client_options& o,
+                   std::string_view while_) {
+    if (ec == bhttp::error::header_limit)
+        return error(
+            error_kind::too_large, url,
+            "the response header exceeds the limit of " + std::to_string(o.max_header_size) + " bytes");
+    if (ec == bhttp::error::body_limit)
+        return error(error_kind::too_large, url,
+                     "the response body exceeds the limit of " + std::to_string(o.max_body_size) + " bytes");
+    if (ec == bhttp::error::buffer_overflow)
+        return error(error_kind::too_large, url, "a response line or chunk header is too long");
+    if (ec == bhttp::error::end_of_stream)
+        return error(error_kind::protocol, url, "the server closed the connection without a response");
+    if (ec == bhttp::error::partial_message)
+        return error(error_kind::protocol, url, "the connection closed in the middle of the response");
+    if (ec == ssl::error::stream_truncated)
+        return error(error_kind::protocol, url, "the TLS stream was cut off in the middle of the response");
+    if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category())
+        return error(error_kind::protocol, url, "malformed response (" + ec.message() + ")");
+    return error(error_kind::protocol, url, std::string(while_) + " failed: " + ec.message());
+}
+
+bool closed_before_answering(const error_code& ec) {
+    return ec == bhttp::error::end_of_stream || ec == boost::asio::error::connection_reset ||
+           ec == boost::asio::error::eof || ec == ssl::error::stream_truncated ||
+           ec == boost::asio::error::broken_pipe;
+}
+
+}  // namespace
+
+awaitable<std::size_t> stream_state::read_some(char* data, std::size_t size) {
+    if (parser.is_done()) co_return 0;
+    auto& body = parser.get().body();
+    body.data = data;
+    body.size = size;
+    body.more = true;
+    auto& c = conn.conn();
+    auto [ec, n] = co_await c.with_stream(
+        [&](auto& s) { return bhttp::async_read_some(s, c.buffer, parser, as_tuple(use_awaitable)); });
+    std::size_t got = size - body.size;
+    if (ec && ec != bhttp::error::need_buffer) {
+        conn.give_back(false);
+        if (ec == boost::asio::error::operation_aborted) rethrow_if_cancelled(ec);
+        throw read_failure(ec, head.url, pool->options(), "reading the response body");
+    }
+    if (parser.is_done()) conn.give_back(parser.get().keep_alive() && !parser.need_eof());
+    co_return got;
+}
+
+awaitable<void> stream_state::read_all(std::string& out) {
+    std::size_t filled = out.size();
+    if (auto length = parser.content_length()) out.resize(filled + static_cast<std::size_t>(*length));
+    while (!parser.is_done()) {
+        if (out.size() - filled < 4096) out.resize(std::max<std::size_t>(2 * out.size(), filled + 16 * 1024));
+        filled += co_await read_some(out.data() + filled, out.size() - filled);
+    }
+    out.resize(filled);
+}
+
+namespace {
+
+struct request_spec {
+    std::string method;
+    std::string body;
+    fields headers;
+};
+
+}  // namespace
+
+/// The whole life of one request: connection, retry of a stale one, redirects.
+class request_runner {
+public:
+    request_runner(std::shared_ptr<client_state> pool, request_spec spec, std::string url)
+        : m_pool(std::move(pool)), m_spec(std::move(spec)), m_url(std::move(url)) {}
+
+    /// Follows redirects and returns the final response with its body unread.
+    awaitable<std::unique_ptr<stream_state>> run();
+    const std::string& current_url() const noexcept { return m_url; }
+
+private:
+    awaitable<std::unique_ptr<stream_state>> send(const target& t);
+    awaitable<std::unique_ptr<stream_state>> exchange(lease l, const target& t, bool& stale);
+
+    std::shared_ptr<client_state> m_pool;
+    request_spec m_spec;
+    std::string m_url;
+};
+
+awaitable<std::unique_ptr<stream_state>> request_runner::run() {
+    const auto& o = m_pool->options();
+    std::set<std::string> seen;
+    for (int hops = 0;; ++hops) {
+        target t = detail::parse_target(m_url);
+        auto st = co_await send(t);
+        auto location = st->head.header("location");
+        if (o.max_redirects <= 0 || !is_redirect(st->head.status) || !location) co_return st;
+        std::string next = detail::resolve_location(m_url, *location);
+        co_await st->discard_body();
+        if (hops == o.max_redirects)
+            throw error(
+                error_kind::redirects, m_url,
+                "more than " + std::to_string(o.max_redirects) + " redirects (the next was " + next + ")");
+        seen.insert(m_spec.method + ' ' + m_url);
+        int status = st->head.status;
+        if ((status == 303 && m_spec.method != "HEAD") ||
+            ((status == 301 || status == 302) && m_spec.method == "POST")) {
+            m_spec.method = "GET";
+            m_spec.body.clear();
+        }
+        if (seen.count(m_spec.method + ' ' + next))
+            throw error(error_kind::redirects, m_url, "redirect loop: it leads back to " + next);
+        if (detail::parse_target(next).origin != t.origin) {
+            // Credentials meant for one origin are not handed to another.
+            std::erase_if(m_spec.headers, [](const auto& f) { return iequals(f.first, "authorization"); });
+        }
+        m_url = std::move(next);
+    }
+}
+
+awaitable<std::unique_ptr<stream_state>> request_runner::send(const target& t) {
+    for (int attempt = 0;; ++attempt) {
+        lease l = co_await m_pool->acquire(t, attempt > 0);
+        bool reused = l.reused();
+        bool stale = false;
+        std::exception_ptr failed;
+        try {
+            co_return co_await exchange(std::move(l), t, stale);
+        } catch (const error&) {
+            failed = std::current_exception();
+        }
+        if (!(stale && reused && attempt == 0 && idempotent(m_spec.method))) std::rethrow_exception(failed);
+    }
+}
+
+awaitable<std::unique_ptr<stream_state>> request_runner::exchange(lease l, const target& t, bool& stale) {
+    const auto& o = m_pool->options();
+    auto st = std::make_unique<stream_state>(m_pool, std::move(l));
+    connection& c = st->conn.conn();
+
+    bhttp::request<bhttp::string_body> req;
+    req.version(11);
+    if (auto verb = bhttp::string_to_verb(m_spec.method); verb != bhttp::verb::unknown) {
+        req.method(verb);
+    } else {
+        req.method_string(m_spec.method);
+    }
+    req.target(t.path);
+    req.set(bhttp::field::host, t.host_header);
+    req.set(bhttp::field::user_agent, o.user_agent);
+    for (const auto& [name, value] : m_spec.headers) {
+        check_field(name, value);
+        req.set(name, value);
+    }
+    if (!m_spec.body.empty() || m_spec.method == "POST" || m_spec.method == "PUT" ||
+        m_spec.method == "PATCH") {
+        req.body() = m_spec.body;
+        req.prepare_payload();
+    }
+    ++c.uses;
+
+    auto [wec, written] =
+        co_await c.with_stream([&](auto& s) { return bhttp::async_write(s, req, as_tuple(use_awaitable)); });
+    if (wec) {
+        st->conn.give_back(false);
+        if (wec == boost::asio::error::operation_aborted) rethrow_if_cancelled(wec);
+        stale = true;
+        throw error(error_kind::protocol, t.url, "sending the request failed: " + wec.message());
+    }
+
+    auto& p = st->parser;
+    p.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(o.max_header_size, UINT32_MAX)));
+    p.body_limit(o.max_body_size);
+    if (m_spec.method == "HEAD") p.skip(true);
+    auto [rec, got] = co_await c.with_stream(
+        [&](auto& s) { return bhttp::async_read_header(s, c.buffer, p, as_tuple(use_awaitable)); });
+    if (rec) {
+        st->conn.give_back(false);
+        if (rec == boost::asio::error::operation_aborted) rethrow_if_cancelled(rec);
+        stale = !p.got_some() && closed_before_answering(rec);
+        throw read_failure(rec, t.url, o, "reading the response");
+    }
+
+    auto& msg = p.get();
+    response& head = st->head;
+    head.status = static_cast<int>(msg.result_int());
+    head.reason = std::string(msg.reason());
+    head.headers.reserve(16);
+    for (const auto& f : msg) head.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    head.url = t.url;
+    head.tls_verified = c.tls() && c.verified();
+    if (p.is_done()) st->conn.give_back(msg.keep_alive() && !p.need_eof());
+    co_return st;
+}
+
+// ---- response, streamed_response, client -----------------------------------
+
+std::optional<std::string_view> response::header(std::string_view name) const {
+    for (const auto& [k, v] : headers)
+        if (iequals(k, name)) return std::string_view(v);
+    return std::nullopt;
+}
+
+void response::raise_for_status() const {
+    if (ok()) return;
+    throw error(error_kind::status, url, "the server answered " + std::to_string(status) + ' ' + reason);
+}
+
+streamed_response::streamed_response(std::unique_ptr<stream_state> state) : m_state(std::move(state)) {}
+streamed_response::streamed_response(streamed_response&&) noexcept = default;
+streamed_response& streamed_response::operator=(streamed_response&&) noexcept = default;
+streamed_response::~streamed_response() = default;
+
+const response& streamed_response::head() const noexcept {
+    return m_state->head;
+}
+
+awaitable<std::string> streamed_response::read_chunk(std::size_t max) {
+    std::string out(std::max<std::size_t>(max, 1), '\0');
+    std::size_t got = 0;
+    auto& st = *m_state;
+    while (got == 0 && !st.parser.is_done()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(st.deadline - clock::now());
+        try {
+            got = co_await with_timeout(std::max(left, std::chrono::milliseconds(0)),
+                                        st.read_some(out.data(), out.size()));
+        } catch (const timeout_error&) {
+            st.conn.give_back(false);
+            throw error(error_kind::timeout, st.head.url,
+                        "the body did not arrive within the timeout of " + in_ms(st.pool->options().timeout));
+        }
+    }
+    out.resize(got);
+    co_return out;
+}
+
+client::client(executor ex) : client(std::move(ex), client_options{}) {}
+client::client(executor ex, client_options options)
+    : m_state(std::make_shared<client_state>(std::move(ex), std::move(options))) {}
+client::client(client&&) noexcept = default;
+client& client::operator=(client&& other) noexcept {
+    if (this != &other) {
+        if (m_state) m_state->shut_down();
+        m_state = std::move(other.m_state);
+    }
+    return *this;
+}
+client::~client() {
+    if (m_state) m_state->shut_down();
+}
+
+const client_options& client::options() const noexcept {
+    return m_state->options();
+}
+executor client::get_executor() const noexcept {
+    return m_state->get_executor();
+}
+
+namespace {
+
+template <class T>
+awaitable<T> within_request_timeout(const client_options& o, const request_runner& runner, awaitable<T> op) {
+    try {
+        co_return co_await with_timeout(o.timeout, std::move(op));
+    } catch (const timeout_error&) {
+        throw error(error_kind::timeout, runner.current_url(),
+                    "no complete response within the timeout of " + in_ms(o.timeout));
+    }
+}
+
+}  // namespace
+
+awaitable<response> client::do_request(std::string method, std::string url, std::string body,
+                                       fields headers) {
+    auto pool = m_state;
+    const auto& o = pool->options();
+    request_runner runner(pool, {std::move(method), std::move(body), std::move(headers)}, std::move(url));
+    auto whole = [](request_runner& r) -> awaitable<response> {
+        auto st = co_await r.run();
+        co_await st->read_all(st->head.body);
+        co_return std::move(st->head);
+    };
+    co_return co_await within_request_timeout(o, runner, whole(runner));
+}
+
+awaitable<streamed_response> client::stream(std::string method, std::string url, std::string body,
+                                            fields headers) {
+    auto pool = m_state;
+    const auto& o = pool->options();
+    auto deadline = clock::now() + o.timeout;
+    request_runner runner(pool, {std::move(method), std::move(body), std::move(headers)}, std::move(url));
+    auto st = co_await within_request_timeout(o, runner, runner.run());
+    st->deadline = deadline;
+    co_return streamed_response(std::move(st));
+}
+
+awaitable<response> fetch(std::string url) {
+    return fetch(std::move(url), client_options{});
+}
+
+awaitable<response> fetch(std::string url, client_options options) {
+    client c(co_await this_executor(), std::move(options));
+    co_return co_await c.get(std::move(url));
+}
+
+}  // namespace corun::http

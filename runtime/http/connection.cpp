@@ -1,0 +1,162 @@
+#include "connection.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
+
+#include "corun/http/error.hpp"
+
+namespace corun::http::detail {
+
+namespace urls = boost::urls;
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z') x = char(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z') y = char(y - 'A' + 'a');
+        if (x != y) return false;
+    }
+    return true;
+}
+
+[[noreturn]] void bad_url(const std::string& url, std::string_view why) {
+    throw error(error_kind::url, url, why);
+}
+
+}  // namespace
+
+target parse_target(std::string url) {
+    auto parsed = urls::parse_uri(url);
+    if (!parsed) bad_url(url, "not a valid absolute URL (" + parsed.error().message() + ")");
+    const urls::url_view& u = *parsed;
+    target t;
+    if (iequals(u.scheme(), "https")) {
+        t.tls = true;
+    } else if (!iequals(u.scheme(), "http")) {
+        bad_url(url, "unsupported scheme '" + std::string(u.scheme()) + "' (http and https only)");
+    }
+    if (!u.has_authority() || u.encoded_host().empty()) bad_url(url, "the URL has no host");
+    if (u.has_userinfo()) bad_url(url, "credentials in the URL are not supported");
+    t.host =
+        u.host_type() == urls::host_type::ipv6 ? u.host_ipv6_address().to_string() : std::string(u.host());
+    if (u.has_port()) {
+        if (u.port().empty() || u.port_number() == 0)
+            bad_url(url, "the port is not a number from 1 to 65535");
+        t.port = u.port_number();
+    } else {
+        t.port = t.tls ? 443 : 80;
+    }
+    t.host_header = std::string(u.encoded_host_and_port());
+    t.path = u.encoded_path().empty() ? "/" : std::string(u.encoded_path());
+    if (u.has_query()) {
+        t.path += '?';
+        t.path += u.encoded_query();
+    }
+    t.origin =
+        (t.tls ? "https://" : "http://") + std::string(u.encoded_host()) + ':' + std::to_string(t.port);
+    t.url = std::move(url);
+    return t;
+}
+
+std::string resolve_location(const std::string& base, std::string_view location) {
+    auto ref = urls::parse_uri_reference(location);
+    if (!ref) {
+        throw error(error_kind::url, base,
+                    "the redirect's Location '" + std::string(location) + "' is not a valid URL");
+    }
+    urls::url dest;
+    auto done = urls::resolve(urls::url_view(base), *ref, dest);
+    if (!done)
+        throw error(error_kind::url, base, "cannot resolve the redirect to '" + std::string(location) + "'");
+    dest.remove_fragment();
+    return std::string(dest.buffer());
+}
+
+connection::connection(const executor& ex, ssl::context* tls_context) {
+    if (tls_context) {
+        m_tls.emplace(ex, *tls_context);
+    } else {
+        m_plain.emplace(ex);
+    }
+}
+
+tcp::socket& connection::socket() noexcept {
+    return m_tls ? beast::get_lowest_layer(*m_tls).socket() : m_plain->socket();
+}
+
+awaitable<void> connection::open(const target& t) {
+    boost::system::error_code ec;
+    auto address = boost::asio::ip::make_address(t.host, ec);
+    std::vector<tcp::endpoint> endpoints;
+    if (!ec) {
+        endpoints.emplace_back(address, t.port);
+    } else {
+        tcp::resolver resolver(co_await this_executor());
+        auto [rec, results] = co_await resolver.async_resolve(t.host, std::to_string(t.port),
+                                                              boost::asio::as_tuple(use_awaitable));
+        if (rec == boost::asio::error::operation_aborted) throw boost::system::system_error(rec);
+        if (rec) throw error(error_kind::resolve, t.url, "cannot resolve '" + t.host + "': " + rec.message());
+        for (const auto& r : results) endpoints.push_back(r.endpoint());
+    }
+
+    auto& lowest = m_tls ? beast::get_lowest_layer(*m_tls) : *m_plain;
+    auto [cec, ep] = co_await lowest.async_connect(endpoints, boost::asio::as_tuple(use_awaitable));
+    if (cec == boost::asio::error::operation_aborted) throw boost::system::system_error(cec);
+    if (cec) {
+        throw error(error_kind::connect, t.url, "cannot connect to " + t.host_header + ": " + cec.message());
+    }
+    lowest.socket().set_option(tcp::no_delay(true), ec);
+    if (!m_tls) co_return;
+
+    SSL* ssl_handle = m_tls->native_handle();
+    if (ec = {}, boost::asio::ip::make_address(t.host, ec); ec) {
+        // SNI carries host names only, never addresses (RFC 6066).
+        SSL_set_tlsext_host_name(ssl_handle, t.host.c_str());
+        SSL_set1_host(ssl_handle, t.host.c_str());
+    } else {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_handle), t.host.c_str());
+    }
+    auto [hec] =
+        co_await m_tls->async_handshake(ssl::stream_base::client, boost::asio::as_tuple(use_awaitable));
+    if (hec == boost::asio::error::operation_aborted) throw boost::system::system_error(hec);
+    long verify = SSL_get_verify_result(ssl_handle);
+    if (hec) {
+        std::string why = verify != X509_V_OK ? std::string("certificate verification failed: ") +
+                                                    X509_verify_cert_error_string(verify)
+                                              : "handshake failed: " + hec.message();
+        throw error(error_kind::tls, t.url, why);
+    }
+    // With `insecure` the handshake succeeds whatever the certificate; OpenSSL
+    // has still checked it, and the response says how that went.
+    m_verified = verify == X509_V_OK && SSL_get0_peer_certificate(ssl_handle) != nullptr;
+}
+
+bool connection::looks_alive() noexcept {
+    if (!socket().is_open()) return false;
+    if (buffer.size() != 0) return false;
+    char byte;
+    ssize_t n = ::recv(socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+void connection::close() noexcept {
+    boost::system::error_code ignored;
+    // No TLS close_notify: every response read is length-delimited, and a
+    // client that is done owes the server no goodbye (browsers skip it too).
+    socket().shutdown(tcp::socket::shutdown_both, ignored);
+    socket().close(ignored);
+}
+
+}  // namespace corun::http::detail

@@ -1,0 +1,84 @@
+// One HTTP/1.1 connection, plain or TLS, and the URL it was opened for.
+// Private to the library: this is where Beast and OpenSSL live.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include "corun/awaitable.hpp"
+#include "corun/http/client.hpp"
+
+namespace corun::http::detail {
+
+namespace beast = boost::beast;
+namespace ssl = boost::asio::ssl;
+using tcp = boost::asio::ip::tcp;
+using clock = std::chrono::steady_clock;
+
+/// A parsed http(s) URL: what a request needs and what connections are pooled by.
+struct target {
+    std::string url;
+    bool tls = false;
+    std::string host;  ///< name or address, IPv6 without brackets
+    std::uint16_t port = 0;
+    std::string host_header;  ///< host[:port] as the URL spelled it
+    std::string path;         ///< origin form: path and query
+    std::string origin;       ///< scheme://host:port, the pool's key
+};
+
+/// Throws `error` of kind `url`, naming `url`, when it is not an absolute
+/// http or https URL with a host.
+target parse_target(std::string url);
+
+/// The absolute URL a `Location` field sends `base` to.
+std::string resolve_location(const std::string& base, std::string_view location);
+
+class connection {
+public:
+    connection(const executor& ex, ssl::context* tls_context);
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    /// Resolves, connects and, for https, does the handshake with SNI and
+    /// certificate + host-name verification. Throws `error`.
+    awaitable<void> open(const target& t);
+
+    /// Calls `f` with the stream to read and write: the TLS stream or the
+    /// plain one. `f` returns an awaitable.
+    template <class F>
+    auto with_stream(F&& f) {
+        if (m_tls) return f(*m_tls);
+        return f(*m_plain);
+    }
+
+    bool tls() const noexcept { return m_tls.has_value(); }
+    /// For TLS: did the chain and host name verify (even when not required)?
+    bool verified() const noexcept { return m_verified; }
+    /// False when the peer has closed it, or sent something unasked while
+    /// idle; a cheap non-blocking peek, no I/O is consumed.
+    bool looks_alive() noexcept;
+    void close() noexcept;
+
+    beast::flat_buffer buffer;
+    clock::time_point idle_since{};
+    /// Requests this connection has carried.
+    std::size_t uses = 0;
+
+private:
+    tcp::socket& socket() noexcept;
+
+    std::optional<beast::tcp_stream> m_plain;
+    std::optional<beast::ssl_stream<beast::tcp_stream>> m_tls;
+    bool m_verified = false;
+};
+
+}  // namespace corun::http::detail
