@@ -1,6 +1,7 @@
 #include "corun/http/client.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <list>
 #include <set>
@@ -301,9 +302,11 @@ public:
     /// while framing is parsed). Gives the connection back at the end.
     awaitable<std::size_t> read_some(char* data, std::size_t size);
     awaitable<void> read_all(std::string& out);
+    /// Reads the body into nothing, so the connection can carry the next
+    /// request (a redirect's body); memory does not grow with it.
     awaitable<void> discard_body() {
-        std::string ignored;
-        co_await read_all(ignored);
+        std::array<char, 16 * 1024> sink;
+        while (!parser.is_done()) co_await read_some(sink.data(), sink.size());
     }
 
     std::shared_ptr<client_state> pool;
@@ -384,6 +387,8 @@ struct request_spec {
     std::string method;
     std::string body;
     fields headers;
+    /// For `stream`: the body is read in chunks, so no limit applies to it.
+    bool streamed = false;
 };
 
 /// The request head and body as one buffer, for one write. Written by hand
@@ -503,7 +508,11 @@ awaitable<std::unique_ptr<stream_state>> request_runner::exchange(lease l, const
 
     auto& p = st->parser;
     p.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(o.max_header_size, UINT32_MAX)));
-    p.body_limit(o.max_body_size);
+    if (m_spec.streamed) {
+        p.body_limit(boost::none);
+    } else {
+        p.body_limit(o.max_body_size);
+    }
     if (m_spec.method == "HEAD") p.skip(true);
     auto [rec, got] = co_await c.with_stream(
         [&](auto& s) { return bhttp::async_read_header(s, c.buffer, p, as_tuple(use_awaitable)); });
@@ -621,7 +630,8 @@ awaitable<streamed_response> client::stream(std::string method, std::string url,
     auto pool = m_state;
     const auto& o = pool->options();
     auto deadline = clock::now() + o.timeout;
-    request_runner runner(pool, {std::move(method), std::move(body), std::move(headers)}, std::move(url));
+    request_runner runner(pool, {std::move(method), std::move(body), std::move(headers), true},
+                          std::move(url));
     auto st = co_await within_request_timeout(o, runner, runner.run());
     st->deadline = deadline;
     co_return streamed_response(std::move(st));
