@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <optional>
 
 #include <boost/asio/steady_timer.hpp>
 
@@ -29,6 +30,22 @@ T block_on_within(std::chrono::milliseconds deadline, corun::awaitable<T> main) 
 template <class T>
 T block_on(corun::awaitable<T> main) {
     return block_on_within(std::chrono::milliseconds(20'000), std::move(main));
+}
+
+/// Runs `main` like `block_on_within`, expecting it to throw `E`; returns the
+/// exception so that the test can look at it. Any other exception, a hang, or
+/// no exception at all fails the test.
+template <class E, class T>
+E thrown_within(std::chrono::milliseconds deadline, corun::awaitable<T> main) {
+    std::optional<E> caught;
+    try {
+        block_on_within(deadline, std::move(main));
+    } catch (const E& e) {
+        caught.emplace(e);
+    }
+    INFO("expected the coroutine to throw");
+    REQUIRE(caught.has_value());
+    return std::move(*caught);
 }
 
 /// Suspends the calling coroutine for `d` on a timer (cancellable).

@@ -124,6 +124,10 @@ awaitable<void> connection::open(const target& t) {
     if (!m_tls) co_return;
 
     SSL* ssl_handle = m_tls->native_handle();
+    // Asio's engine asks OpenSSL to free its record buffers whenever they are
+    // empty, which costs several 16 KiB allocations per request; a pooled
+    // connection keeps them instead.
+    SSL_clear_mode(ssl_handle, SSL_MODE_RELEASE_BUFFERS);
     if (ec = {}, boost::asio::ip::make_address(t.host, ec); ec) {
         // SNI carries host names only, never addresses (RFC 6066).
         SSL_set_tlsext_host_name(ssl_handle, t.host.c_str());

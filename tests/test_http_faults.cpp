@@ -1,0 +1,475 @@
+#include "corun/http/client.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace corun_test;
+using namespace std::chrono_literals;
+using corun::awaitable;
+namespace http = corun::http;
+
+namespace {
+
+/// A deliberately misbehaving HTTP server: a loopback listener on a thread of
+/// its own, handing every accepted connection to a script on a thread of its
+/// own. Written on POSIX sockets so that it can break HTTP, TCP and timing in
+/// ways no HTTP library would.
+class raw_server {
+public:
+    /// One accepted connection, from the server's side. Every wait in it ends
+    /// when the server stops, so a script can never keep a test waiting.
+    class connection {
+    public:
+        connection(int fd, std::size_t index, const std::atomic<bool>& stopping)
+            : m_fd(fd), m_index(index), m_stopping(stopping) {}
+        connection(const connection&) = delete;
+        connection& operator=(const connection&) = delete;
+        ~connection() { close(); }
+
+        /// Which connection of the server this is, from 0.
+        std::size_t index() const noexcept { return m_index; }
+
+        /// Reads one request (head and any Content-Length body); returns its
+        /// request line, or nothing once the peer has closed.
+        std::optional<std::string> read_request() {
+            for (;;) {
+                if (auto end = m_in.find("\r\n\r\n"); end != std::string::npos) {
+                    std::string head = m_in.substr(0, end);
+                    std::size_t length = content_length(head);
+                    if (m_in.size() >= end + 4 + length) {
+                        m_in.erase(0, end + 4 + length);
+                        return head.substr(0, head.find("\r\n"));
+                    }
+                }
+                if (!wait(POLLIN)) return std::nullopt;
+                char buf[4096];
+                ssize_t n = ::recv(m_fd, buf, sizeof buf, 0);
+                if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+                if (n <= 0) return std::nullopt;
+                m_in.append(buf, static_cast<std::size_t>(n));
+            }
+        }
+
+        /// Sends all of `data`; false once the peer is gone.
+        bool send(std::string_view data) {
+            while (!data.empty()) {
+                if (!wait(POLLOUT)) return false;
+                ssize_t n = ::send(m_fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+                if (n <= 0) return false;
+                data.remove_prefix(static_cast<std::size_t>(n));
+            }
+            return true;
+        }
+
+        /// Waits `d`, or less if the server stops; false if it does.
+        bool pause(std::chrono::milliseconds d) {
+            auto until = std::chrono::steady_clock::now() + d;
+            while (std::chrono::steady_clock::now() < until) {
+                if (m_stopping) return false;
+                std::this_thread::sleep_for(5ms);
+            }
+            return !m_stopping;
+        }
+
+        /// Waits until the peer closes (or the server stops).
+        void wait_for_close() {
+            while (wait(POLLIN)) {
+                char buf[4096];
+                ssize_t n = ::recv(m_fd, buf, sizeof buf, 0);
+                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return;
+            }
+        }
+
+        /// Ends the connection with a reset (RST) instead of an orderly close.
+        void reset() {
+            if (m_fd < 0) return;
+            linger abortive{1, 0};
+            ::setsockopt(m_fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof abortive);
+            close();
+        }
+
+        void close() {
+            if (m_fd >= 0) ::close(m_fd);
+            m_fd = -1;
+        }
+
+    private:
+        static std::size_t content_length(const std::string& head) {
+            std::string lower;
+            for (char c : head) lower += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+            auto at = lower.find("\r\ncontent-length:");
+            if (at == std::string::npos) return 0;
+            return std::stoul(lower.substr(at + 17));
+        }
+
+        /// Polls for `events` in short steps, watching for the server to stop.
+        bool wait(short events) {
+            while (!m_stopping && m_fd >= 0) {
+                pollfd p{m_fd, events, 0};
+                int r = ::poll(&p, 1, 20);
+                if (r > 0) return true;  // readiness, or an error the next call reports
+                if (r < 0 && errno != EINTR) return false;
+            }
+            return false;
+        }
+
+        int m_fd;
+        std::size_t m_index;
+        const std::atomic<bool>& m_stopping;
+        std::string m_in;
+    };
+
+    using script = std::function<void(connection&)>;
+
+    explicit raw_server(script s) : m_script(std::move(s)) {
+        m_listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        REQUIRE(m_listener >= 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        addr.sin_port = 0;
+        REQUIRE(::bind(m_listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        REQUIRE(::listen(m_listener, 64) == 0);
+        socklen_t len = sizeof addr;
+        REQUIRE(::getsockname(m_listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+        m_port = ntohs(addr.sin_port);
+        m_acceptor = std::thread([this] { accept_loop(); });
+    }
+    raw_server(const raw_server&) = delete;
+    raw_server& operator=(const raw_server&) = delete;
+
+    ~raw_server() {
+        m_stopping = true;
+        m_acceptor.join();
+        for (auto& t : m_scripts) t.join();
+        ::close(m_listener);
+    }
+
+    std::string url(const std::string& path, const char* scheme = "http") const {
+        return std::string(scheme) + "://127.0.0.1:" + std::to_string(m_port) + path;
+    }
+    std::size_t connections_accepted() const noexcept { return m_accepted; }
+
+private:
+    void accept_loop() {
+        while (!m_stopping) {
+            pollfd p{m_listener, POLLIN, 0};
+            if (::poll(&p, 1, 20) <= 0) continue;
+            int fd = ::accept4(m_listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (fd < 0) continue;
+            std::size_t index = m_accepted++;
+            m_scripts.emplace_back([this, fd, index] {
+                connection c(fd, index, m_stopping);
+                m_script(c);
+            });
+        }
+    }
+
+    script m_script;
+    int m_listener = -1;
+    std::uint16_t m_port = 0;
+    std::atomic<bool> m_stopping{false};
+    std::atomic<std::size_t> m_accepted{0};
+    std::thread m_acceptor;
+    std::vector<std::thread> m_scripts;  // touched by the acceptor thread only, until it is joined
+};
+
+std::string kind_name(const http::error& e) {
+    return std::string(http::to_string(e.kind()));
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+awaitable<http::response> get_once(http::client_options options, std::string url) {
+    corun::executor ex = co_await corun::this_executor();
+    http::client client{ex, std::move(options)};
+    co_return co_await client.get(std::move(url));
+}
+
+/// What a streamed GET delivered before it failed, and how it failed.
+struct partial_read {
+    std::string delivered;
+    std::optional<http::error> failure;
+};
+
+awaitable<partial_read> stream_until_failure(std::string url) {
+    corun::executor ex = co_await corun::this_executor();
+    http::client client{ex, {.timeout = 5s}};
+    std::string method = "GET";
+    partial_read out;
+    try {
+        http::streamed_response st = co_await client.stream(method, url);
+        for (;;) {
+            std::string piece = co_await st.read_chunk(100);
+            if (piece.empty()) break;
+            out.delivered += piece;
+        }
+    } catch (const http::error& e) {
+        out.failure.emplace(e);
+    }
+    co_return out;
+}
+
+/// The error a GET of `url` from a client with `options` ends in, within ten seconds.
+http::error get_error(const std::string& url, http::client_options options = {.timeout = 5s}) {
+    http::error e = thrown_within<http::error>(10s, get_once(std::move(options), url));
+    INFO(e.what());
+    CHECK(e.url() == url);
+    CHECK(contains(e.what(), url));
+    return e;
+}
+
+const std::string ok_head = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+
+std::string pattern(std::size_t n) {
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + i % 26);
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("a garbage status line fails with kind protocol", "[http_faults]") {
+    const std::string garbage = GENERATE(
+        as<std::string>{}, "SSH-2.0-OpenSSH_9.2\r\n\r\n", "HTTP/1.1 2x0 OK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nno colon in this field\r\n\r\n", std::string("\x16\x03\x01\x00\x00\x00\xff", 7));
+    CAPTURE(garbage);
+    raw_server server([&](raw_server::connection& c) {
+        if (c.read_request()) c.send(garbage);
+    });
+    http::error e = get_error(server.url("/"));
+    INFO(e.what());
+    CHECK(kind_name(e) == "protocol");
+}
+
+TEST_CASE("a server that closes without answering fails the request with kind protocol", "[http_faults]") {
+    raw_server server([](raw_server::connection& c) { c.read_request(); });
+    http::error e = get_error(server.url("/"));
+    INFO(e.what());
+    CHECK(kind_name(e) == "protocol");
+}
+
+TEST_CASE("a body cut short of its Content-Length fails with kind protocol, keeping what came",
+          "[http_faults]") {
+    const std::string half = pattern(500);
+    raw_server server([&](raw_server::connection& c) {
+        if (c.read_request()) c.send("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + half);
+    });
+    http::error e = get_error(server.url("/truncated"));
+    INFO(e.what());
+    CHECK(kind_name(e) == "protocol");
+
+    partial_read r = block_on_within(10s, stream_until_failure(server.url("/truncated")));
+    REQUIRE(r.failure);
+    INFO(r.failure->what());
+    CHECK(kind_name(*r.failure) == "protocol");
+    CHECK((r.delivered == half));
+}
+
+TEST_CASE("a close in the middle of a chunked body fails with kind protocol, keeping what came",
+          "[http_faults]") {
+    const std::string first = pattern(256), second = pattern(100);
+    raw_server server([&](raw_server::connection& c) {
+        if (!c.read_request()) return;
+        c.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100\r\n" + first + "\r\n100\r\n" +
+               second);
+    });
+    http::error e = get_error(server.url("/chunked"));
+    INFO(e.what());
+    CHECK(kind_name(e) == "protocol");
+
+    partial_read r = block_on_within(10s, stream_until_failure(server.url("/chunked")));
+    REQUIRE(r.failure);
+    INFO(r.failure->what());
+    CHECK(kind_name(*r.failure) == "protocol");
+    // Everything that arrived is delivered, in order, and nothing else.
+    CHECK(r.delivered.size() >= first.size());
+    CHECK((r.delivered == (first + second).substr(0, r.delivered.size())));
+}
+
+TEST_CASE("a 1 MiB header fails with kind too_large", "[http_faults]") {
+    const bool one_field = GENERATE(true, false);
+    CAPTURE(one_field);
+    raw_server server([&](raw_server::connection& c) {
+        if (!c.read_request()) return;
+        std::string head = "HTTP/1.1 200 OK\r\n";
+        if (one_field) {
+            head += "X-Huge: " + pattern(1 << 20) + "\r\n";
+        } else {
+            for (int i = 0; i < 16 * 1024; ++i)
+                head += "X-Many-" + std::to_string(i) + ": " + pattern(50) + "\r\n";
+        }
+        head += "Content-Length: 2\r\n\r\nok";
+        c.send(head);
+        c.wait_for_close();
+    });
+    http::error e = get_error(server.url("/huge-header"));
+    INFO(e.what());
+    CHECK(kind_name(e) == "too_large");
+    CHECK(contains(e.what(), "header"));
+    CHECK(contains(e.what(), std::to_string(http::client_options{}.max_header_size)));
+}
+
+TEST_CASE("a server sending one byte a second fails with kind timeout", "[http_faults]") {
+    const bool in_body = GENERATE(false, true);
+    CAPTURE(in_body);
+    raw_server server([&](raw_server::connection& c) {
+        if (!c.read_request()) return;
+        const std::string body = pattern(100);
+        std::string rest = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n";
+        if (in_body) {
+            c.send(rest);
+            rest = body;
+        } else {
+            rest += body;
+        }
+        for (char byte : rest)
+            if (!c.send(std::string_view(&byte, 1)) || !c.pause(1s)) return;
+    });
+    const std::string url = server.url("/drip");
+    http::error e = thrown_within<http::error>(8s, get_once({.timeout = 2s}, url));
+    INFO(e.what());
+    CHECK(kind_name(e) == "timeout");
+    CHECK(contains(e.what(), url));
+}
+
+TEST_CASE("a server that never answers fails with kind timeout", "[http_faults]") {
+    raw_server server([](raw_server::connection& c) { c.wait_for_close(); });
+    const std::string url = server.url("/silent");
+    http::error e = thrown_within<http::error>(5s, get_once({.timeout = 500ms}, url));
+    INFO(e.what());
+    CHECK(kind_name(e) == "timeout");
+}
+
+TEST_CASE("a TLS handshake that never completes fails within connect_timeout", "[http_faults]") {
+    raw_server server([](raw_server::connection& c) { c.wait_for_close(); });
+    const std::string url = server.url("/", "https");
+    http::error e = thrown_within<http::error>(5s, get_once({.connect_timeout = 500ms}, url));
+    INFO(e.what());
+    CHECK(kind_name(e) == "timeout");
+    CHECK(contains(e.what(), "500 ms"));
+}
+
+// A reset after the request was sent breaks the exchange the client started:
+// a protocol failure, like a close at the same point (error.hpp: "a reset or
+// close mid-message").
+TEST_CASE("a connection reset fails with kind protocol", "[http_faults]") {
+    const bool mid_body = GENERATE(false, true);
+    CAPTURE(mid_body);
+    raw_server server([&](raw_server::connection& c) {
+        if (!c.read_request()) return;
+        if (mid_body) {
+            c.send("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + pattern(300));
+            c.pause(50ms);
+        }
+        c.reset();
+    });
+    http::error e = get_error(server.url("/reset"));
+    INFO(e.what());
+    CHECK(kind_name(e) == "protocol");
+}
+
+TEST_CASE("a redirect loop fails with kind redirects, saying it is a loop", "[http_faults]") {
+    const bool to_itself = GENERATE(true, false);
+    CAPTURE(to_itself);
+    raw_server server([&](raw_server::connection& c) {
+        while (auto line = c.read_request()) {
+            std::string next = to_itself || contains(*line, " /b ") ? "/a" : "/b";
+            if (!c.send("HTTP/1.1 302 Found\r\nLocation: " + next + "\r\nContent-Length: 0\r\n\r\n")) return;
+        }
+    });
+    http::error e = thrown_within<http::error>(10s, get_once({.timeout = 5s}, server.url("/a")));
+    INFO(e.what());
+    CHECK(kind_name(e) == "redirects");
+    CHECK(contains(e.what(), e.url()));
+    CHECK(contains(e.what(), "loop"));
+}
+
+TEST_CASE("a GET on a kept-alive connection the server drops on receipt is retried on a new one",
+          "[http_faults]") {
+    // The first connection answers once, then closes on the next request
+    // without answering: the race of a server's keep-alive timeout.
+    raw_server server([](raw_server::connection& c) {
+        for (int answered = 0; c.read_request(); ++answered) {
+            if (c.index() == 0 && answered == 1) return;
+            if (!c.send(ok_head + "ok")) return;
+        }
+    });
+    block_on_within(10s, [&]() -> awaitable<void> {
+        corun::executor ex = co_await corun::this_executor();
+        http::client client{ex};
+        std::string url = server.url("/");
+        http::response r = co_await client.get(url);
+        CHECK(r.body == "ok");
+        r = co_await client.get(url);
+        CHECK(r.body == "ok");
+    }());
+    CHECK(server.connections_accepted() == 2);
+}
+
+TEST_CASE("a POST on a kept-alive connection the server drops on receipt is not sent twice",
+          "[http_faults]") {
+    std::atomic<int> posts{0};
+    raw_server server([&](raw_server::connection& c) {
+        for (int answered = 0;; ++answered) {
+            auto line = c.read_request();
+            if (!line) return;
+            if (contains(*line, "POST")) ++posts;
+            if (c.index() == 0 && answered == 1) return;
+            if (!c.send(ok_head + "ok")) return;
+        }
+    });
+    std::optional<http::error> failure;
+    block_on_within(10s, [&]() -> awaitable<void> {
+        corun::executor ex = co_await corun::this_executor();
+        http::client client{ex};
+        std::string url = server.url("/");
+        http::response r = co_await client.get(url);
+        CHECK(r.body == "ok");
+        std::string method = "POST", body = "payload";
+        try {
+            co_await client.request(method, url, body);
+        } catch (const http::error& e) {
+            failure.emplace(e);
+        }
+    }());
+    REQUIRE(failure);
+    INFO(failure->what());
+    CHECK(kind_name(*failure) == "protocol");
+    CHECK(posts == 1);
+}
+
+TEST_CASE("a kept-alive connection the server closed while idle is not reused", "[http_faults]") {
+    raw_server server([](raw_server::connection& c) {
+        if (c.read_request() && c.send(ok_head + "ok")) c.pause(50ms);
+    });
+    block_on_within(10s, [&]() -> awaitable<void> {
+        corun::executor ex = co_await corun::this_executor();
+        http::client client{ex};
+        std::string url = server.url("/");
+        for (int i = 0; i < 3; ++i) {
+            http::response r = co_await client.get(url);
+            CHECK(r.body == "ok");
+            co_await sleep_for(200ms);
+        }
+    }());
+    CHECK(server.connections_accepted() == 3);
+}
