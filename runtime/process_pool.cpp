@@ -504,7 +504,13 @@ private:
             // Nobody is left to report their exits: count them as reported.
             w->exited = true;
             w->status = SIGKILL;  // as waitpid would say: killed by SIGKILL
-            channel_down(w);
+            // A worker whose channel was already down waited only for its
+            // exit report, which will never come now: remove it here.
+            if (w->channel_down) {
+                maybe_remove(w);
+            } else {
+                channel_down(w);
+            }
         }
         m_spawning = 0;
         check_join();

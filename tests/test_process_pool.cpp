@@ -72,9 +72,9 @@ awaitable<std::vector<int>> full_crew(corun::process_pool& pool) {
 }
 
 /// This process's children; only those that are zombies (exited, never reaped) if asked.
-std::vector<int> children_of_this_process(bool zombies_only = false) {
+std::vector<int> children_of(pid_t parent, bool zombies_only = false) {
     std::vector<int> out;
-    const std::string me = std::to_string(getpid());
+    const std::string me = std::to_string(parent);
     DIR* d = opendir("/proc");
     while (dirent* e = readdir(d)) {
         std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
@@ -87,6 +87,10 @@ std::vector<int> children_of_this_process(bool zombies_only = false) {
     }
     closedir(d);
     return out;
+}
+
+std::vector<int> children_of_this_process(bool zombies_only = false) {
+    return children_of(getpid(), zombies_only);
 }
 
 struct point {
@@ -547,6 +551,28 @@ TEST_CASE("the fork server killed with -9: tasks fail, and close + join still co
         CHECK_THROWS_AS(co_await pool.submit(square, 4L), corun::pool_closed);
         pool.close();
         co_await pool.join();
+    }());
+}
+
+TEST_CASE("the fork server dying after its workers, before reporting them, still lets join complete",
+          "[process_pool]") {
+    block_on([]() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 2}};
+        const long nine = co_await pool.submit(square, 3L);
+        CHECK(nine == 9);
+        auto kids = children_of_this_process();
+        REQUIRE(kids.size() == 1);
+        // Stopped, the server cannot report the workers' deaths: the pool sees
+        // only their channels close, then the server itself die.
+        ::kill(kids[0], SIGSTOP);
+        const auto workers = children_of(kids[0]);
+        REQUIRE(workers.size() == 2);
+        for (int pid : workers) ::kill(pid, SIGKILL);
+        co_await sleep_for(200ms);
+        ::kill(kids[0], SIGKILL);
+        pool.close();
+        co_await pool.join();
+        CHECK(children_of_this_process().empty());
     }());
 }
 
