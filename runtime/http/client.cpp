@@ -229,9 +229,14 @@ awaitable<void> client_state::wait_for_room() {
     // A timer that never expires by itself: give_back cancels it to wake us.
     boost::asio::steady_timer signal(m_ex, clock::time_point::max());
     m_waiters.push_back(&signal);
-    auto me = std::prev(m_waiters.end());
+    // Unlisted however the frame ends: resumed, or destroyed unresumed (the
+    // io_context torn down), else give_back would cancel a dead timer.
+    struct unlist {
+        std::list<boost::asio::steady_timer*>& waiters;
+        std::list<boost::asio::steady_timer*>::iterator me;
+        ~unlist() { waiters.erase(me); }
+    } guard{m_waiters, std::prev(m_waiters.end())};
     co_await signal.async_wait(as_tuple(use_awaitable));
-    m_waiters.erase(me);
     auto cs = co_await boost::asio::this_coro::cancellation_state;
     if (cs.cancelled() != boost::asio::cancellation_type::none)
         rethrow_if_cancelled(boost::asio::error::operation_aborted);
@@ -240,7 +245,9 @@ awaitable<void> client_state::wait_for_room() {
 void client_state::give_back(const std::string& origin, std::unique_ptr<connection> c,
                              bool keep_alive) noexcept {
     host& h = m_hosts[origin];
-    if (keep_alive && !m_shut_down) {
+    // Bytes the server sent beyond the response (nothing is pipelined) would
+    // be read as the answer to the next request on this connection.
+    if (keep_alive && !m_shut_down && c->buffer.size() == 0) {
         c->idle_since = clock::now();
         h.idle.push_back(std::move(c));
         arm_sweeper();
@@ -306,12 +313,13 @@ public:
     /// request (a redirect's body); memory does not grow with it.
     awaitable<void> discard_body() {
         std::array<char, 16 * 1024> sink;
-        while (!parser.is_done()) co_await read_some(sink.data(), sink.size());
+        while (!parser->is_done()) co_await read_some(sink.data(), sink.size());
     }
 
     std::shared_ptr<client_state> pool;
     lease conn;
-    bhttp::response_parser<bhttp::buffer_body> parser;
+    /// An optional so that it can be remade after a 1xx interim response.
+    std::optional<bhttp::response_parser<bhttp::buffer_body>> parser{std::in_place};
     response head;
     clock::time_point deadline{};
 };
@@ -349,30 +357,30 @@ bool closed_before_answering(const error_code& ec) {
 }  // namespace
 
 awaitable<std::size_t> stream_state::read_some(char* data, std::size_t size) {
-    if (parser.is_done()) co_return 0;
+    if (parser->is_done()) co_return 0;
     if (!conn.held()) throw error(error_kind::protocol, head.url, "the response body was already broken off");
-    auto& body = parser.get().body();
+    auto& body = parser->get().body();
     body.data = data;
     body.size = size;
     body.more = true;
     auto& c = conn.conn();
     auto [ec, n] = co_await c.with_stream(
-        [&](auto& s) { return bhttp::async_read_some(s, c.buffer, parser, as_tuple(use_awaitable)); });
+        [&](auto& s) { return bhttp::async_read_some(s, c.buffer, *parser, as_tuple(use_awaitable)); });
     std::size_t got = size - body.size;
     if (ec && ec != bhttp::error::need_buffer) {
         conn.give_back(false);
         if (ec == boost::asio::error::operation_aborted) rethrow_if_cancelled(ec);
         throw read_failure(ec, head.url, pool->options(), "reading the response body");
     }
-    if (parser.is_done()) conn.give_back(parser.get().keep_alive() && !parser.need_eof());
+    if (parser->is_done()) conn.give_back(parser->get().keep_alive() && !parser->need_eof());
     co_return got;
 }
 
 awaitable<void> stream_state::read_all(std::string& out) {
     std::size_t filled = out.size();
-    while (!parser.is_done()) {
+    while (!parser->is_done()) {
         if (filled == out.size()) {
-            auto known = parser.content_length_remaining();
+            auto known = parser->content_length_remaining();
             out.resize(filled + (known ? std::max<std::size_t>(static_cast<std::size_t>(*known), 1)
                                        : std::max<std::size_t>(filled, 16 * 1024)));
         }
@@ -462,6 +470,10 @@ awaitable<std::unique_ptr<stream_state>> request_runner::run() {
             ((status == 301 || status == 302) && m_spec.method == "POST")) {
             m_spec.method = "GET";
             m_spec.body.clear();
+            std::erase_if(m_spec.headers, [](const auto& f) {
+                return iequals(f.first, "content-length") || iequals(f.first, "content-type") ||
+                       iequals(f.first, "transfer-encoding");
+            });
         }
         if (seen.count(m_spec.method + ' ' + next))
             throw error(error_kind::redirects, m_url, "redirect loop: it leads back to " + next);
@@ -506,22 +518,30 @@ awaitable<std::unique_ptr<stream_state>> request_runner::exchange(lease l, const
         throw error(error_kind::protocol, t.url, "sending the request failed: " + wec.message());
     }
 
-    auto& p = st->parser;
-    p.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(o.max_header_size, UINT32_MAX)));
-    if (m_spec.streamed) {
-        p.body_limit(boost::none);
-    } else {
-        p.body_limit(o.max_body_size);
+    // 1xx responses (100 Continue, 103 Early Hints …) are interim: skipped,
+    // and the final response read after them (RFC 9110 §15.2).
+    for (bool interim_seen = false;; interim_seen = true) {
+        if (interim_seen) st->parser.emplace();
+        auto& p = *st->parser;
+        p.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(o.max_header_size, UINT32_MAX)));
+        if (m_spec.streamed) {
+            p.body_limit(boost::none);
+        } else {
+            p.body_limit(o.max_body_size);
+        }
+        if (m_spec.method == "HEAD") p.skip(true);
+        auto [rec, got] = co_await c.with_stream(
+            [&](auto& s) { return bhttp::async_read_header(s, c.buffer, p, as_tuple(use_awaitable)); });
+        if (rec) {
+            st->conn.give_back(false);
+            if (rec == boost::asio::error::operation_aborted) rethrow_if_cancelled(rec);
+            stale = !interim_seen && !p.got_some() && closed_before_answering(rec);
+            throw read_failure(rec, t.url, o, "reading the response");
+        }
+        int code = static_cast<int>(p.get().result_int());
+        if (code / 100 != 1 || code == 101) break;
     }
-    if (m_spec.method == "HEAD") p.skip(true);
-    auto [rec, got] = co_await c.with_stream(
-        [&](auto& s) { return bhttp::async_read_header(s, c.buffer, p, as_tuple(use_awaitable)); });
-    if (rec) {
-        st->conn.give_back(false);
-        if (rec == boost::asio::error::operation_aborted) rethrow_if_cancelled(rec);
-        stale = !p.got_some() && closed_before_answering(rec);
-        throw read_failure(rec, t.url, o, "reading the response");
-    }
+    auto& p = *st->parser;
 
     auto& msg = p.get();
     response& head = st->head;
@@ -531,7 +551,8 @@ awaitable<std::unique_ptr<stream_state>> request_runner::exchange(lease l, const
     for (const auto& f : msg) head.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     head.url = t.url;
     head.tls_verified = c.tls() && c.verified();
-    if (p.is_done()) st->conn.give_back(msg.keep_alive() && !p.need_eof());
+    // 101: the connection now speaks another protocol; never pooled.
+    if (p.is_done()) st->conn.give_back(head.status != 101 && msg.keep_alive() && !p.need_eof());
     co_return st;
 }
 
@@ -561,7 +582,7 @@ awaitable<std::string> streamed_response::read_chunk(std::size_t max) {
     std::string out(std::max<std::size_t>(max, 1), '\0');
     std::size_t got = 0;
     auto& st = *m_state;
-    while (got == 0 && !st.parser.is_done()) {
+    while (got == 0 && !st.parser->is_done()) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(st.deadline - clock::now());
         try {
             got = co_await with_timeout(std::max(left, std::chrono::milliseconds(0)),
@@ -612,9 +633,13 @@ awaitable<T> within_request_timeout(const client_options& o, const request_runne
 
 }  // namespace
 
-awaitable<response> client::do_request(std::string method, std::string url, std::string body,
-                                       fields headers) {
-    auto pool = m_state;
+namespace {
+
+// Free coroutines holding the pool by value: a member coroutine would read
+// `this->m_state` only when first resumed, which for a callback or
+// `use_future` token is after `get` has returned and the client may be gone.
+awaitable<response> run_request(std::shared_ptr<client_state> pool, std::string method, std::string url,
+                                std::string body, fields headers) {
     const auto& o = pool->options();
     request_runner runner(pool, {std::move(method), std::move(body), std::move(headers)}, std::move(url));
     auto whole = [](request_runner& r) -> awaitable<response> {
@@ -625,9 +650,8 @@ awaitable<response> client::do_request(std::string method, std::string url, std:
     co_return co_await within_request_timeout(o, runner, whole(runner));
 }
 
-awaitable<streamed_response> client::stream(std::string method, std::string url, std::string body,
-                                            fields headers) {
-    auto pool = m_state;
+awaitable<streamed_response> run_stream(std::shared_ptr<client_state> pool, std::string method,
+                                        std::string url, std::string body, fields headers) {
     const auto& o = pool->options();
     auto deadline = clock::now() + o.timeout;
     request_runner runner(pool, {std::move(method), std::move(body), std::move(headers), true},
@@ -635,6 +659,18 @@ awaitable<streamed_response> client::stream(std::string method, std::string url,
     auto st = co_await within_request_timeout(o, runner, runner.run());
     st->deadline = deadline;
     co_return streamed_response(std::move(st));
+}
+
+}  // namespace
+
+awaitable<response> client::do_request(std::string method, std::string url, std::string body,
+                                       fields headers) {
+    return run_request(m_state, std::move(method), std::move(url), std::move(body), std::move(headers));
+}
+
+awaitable<streamed_response> client::stream(std::string method, std::string url, std::string body,
+                                            fields headers) {
+    return run_stream(m_state, std::move(method), std::move(url), std::move(body), std::move(headers));
 }
 
 awaitable<response> fetch(std::string url) {

@@ -49,6 +49,13 @@ target parse_target(std::string url) {
     }
     if (!u.has_authority() || u.encoded_host().empty()) bad_url(url, "the URL has no host");
     if (u.has_userinfo()) bad_url(url, "credentials in the URL are not supported");
+    // RFC 3986: after an authority the path is empty or starts with '/'.
+    // Boost.URL 1.81 accepts "http://10.0.0.1.example/" as host 10.0.0.1 and
+    // path ".example/": the request would go to a host the URL does not name.
+    if (!u.encoded_path().empty() && u.encoded_path().front() != '/')
+        bad_url(url, "the authority is malformed (a path after it must start with '/')");
+    if (u.host_type() == urls::host_type::name && u.host().find('\0') != std::string::npos)
+        bad_url(url, "the host contains a NUL");
     t.host =
         u.host_type() == urls::host_type::ipv6 ? u.host_ipv6_address().to_string() : std::string(u.host());
     if (u.has_port()) {
