@@ -15,6 +15,7 @@
 
 #include "corun/gather.hpp"
 #include "corun/timeout.hpp"
+#include "http_support.hpp"
 #include "httpbin.hpp"
 #include "support.hpp"
 
@@ -24,10 +25,6 @@ using corun::awaitable;
 namespace http = corun::http;
 
 namespace {
-
-std::string cert_path(const std::string& name) {
-    return std::string(CORUN_TEST_CERT_DIR) + "/" + name;
-}
 
 /// A loopback httpbin over plain HTTP, or over HTTPS with the test CA's
 /// `server.pem`; and client options that trust it.
@@ -57,17 +54,6 @@ struct site {
 std::string lower(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return char(std::tolower(c)); });
     return s;
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
-/// One GET on a client of its own, made with `options`.
-awaitable<http::response> get_once(http::client_options options, std::string url) {
-    corun::executor ex = co_await corun::this_executor();
-    http::client client{ex, std::move(options)};
-    co_return co_await client.get(std::move(url));
 }
 
 /// The `corun::http::error` that getting `url` throws, within `deadline`.

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "http_support.hpp"
 #include "support.hpp"
 
 using namespace corun_test;
@@ -192,16 +193,6 @@ private:
 
 std::string kind_name(const http::error& e) {
     return std::string(http::to_string(e.kind()));
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
-awaitable<http::response> get_once(http::client_options options, std::string url) {
-    corun::executor ex = co_await corun::this_executor();
-    http::client client{ex, std::move(options)};
-    co_return co_await client.get(std::move(url));
 }
 
 /// What a streamed GET delivered before it failed, and how it failed.

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <string>
 
+#include "http_support.hpp"
 #include "httpbin.hpp"
 #include "support.hpp"
 
@@ -13,10 +14,6 @@ using corun::awaitable;
 namespace http = corun::http;
 
 namespace {
-
-std::string cert_path(const std::string& name) {
-    return std::string(CORUN_TEST_CERT_DIR) + "/" + name;
-}
 
 /// An HTTPS httpbin serving the test certificate `name` (`name`.pem, `name`.key).
 httpbin::options serving(const std::string& name) {
@@ -28,10 +25,6 @@ std::string lower(std::string s) {
     return s;
 }
 
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
 std::string kind_name(const http::error& e) {
     return std::string(http::to_string(e.kind()));
 }
@@ -41,12 +34,6 @@ std::string detail_of(const http::error& e) {
     std::string what = e.what();
     auto at = what.find(e.url());
     return lower(at == std::string::npos ? what : what.substr(at + e.url().size()));
-}
-
-awaitable<http::response> get_once(http::client_options options, std::string url) {
-    corun::executor ex = co_await corun::this_executor();
-    http::client client{ex, std::move(options)};
-    co_return co_await client.get(std::move(url));
 }
 
 http::error tls_error(const std::string& url, http::client_options options) {
