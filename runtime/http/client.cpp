@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -30,16 +31,10 @@ using detail::connection;
 using detail::target;
 namespace ssl = boost::asio::ssl;
 using boost::asio::as_tuple;
+using boost::beast::iequals;
 using boost::system::error_code;
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-    return std::ranges::equal(a, b, [](char x, char y) {
-        return (x >= 'A' && x <= 'Z' ? char(x - 'A' + 'a') : x) ==
-               (y >= 'A' && y <= 'Z' ? char(y - 'A' + 'a') : y);
-    });
-}
 
 std::string in_ms(std::chrono::milliseconds d) {
     return std::to_string(d.count()) + " ms";
@@ -57,10 +52,6 @@ bool is_redirect(int status) {
     return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
-[[noreturn]] void rethrow_if_cancelled(const error_code& ec) {
-    throw boost::system::system_error(ec);
-}
-
 bool is_token(std::string_view s) {
     return !s.empty() && std::ranges::all_of(s, [](unsigned char ch) {
         return std::isalnum(ch) ||
@@ -74,6 +65,19 @@ void check_field(const std::string& name, const std::string& value) {
     auto bad = [](const std::string& s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != s.npos; };
     if (!is_token(name) || bad(value))
         throw std::invalid_argument("corun::http: malformed header field '" + name + "'");
+}
+
+/// `op`, bounded by `limit`. Running out is an `error` of kind timeout naming
+/// `url` as it is then (a redirect may have changed it): "<what> within the
+/// timeout of <stated>". Built only then, never on the way through.
+template <class T>
+awaitable<T> bounded(std::chrono::milliseconds limit, std::chrono::milliseconds stated,
+                     const std::string& url, const char* what, awaitable<T> op) {
+    try {
+        co_return co_await with_timeout(limit, std::move(op));
+    } catch (const timeout_error&) {
+        throw error(error_kind::timeout, url, std::string(what) + " within the timeout of " + in_ms(stated));
+    }
 }
 
 }  // namespace
@@ -195,11 +199,8 @@ awaitable<lease> client_state::acquire(const target& t, bool fresh) {
             std::exception_ptr failed;
             auto c = std::make_unique<connection>(m_ex, tls);
             try {
-                co_await with_timeout(m_options.connect_timeout, c->open(t));
-            } catch (const timeout_error&) {
-                failed = std::make_exception_ptr(
-                    error(error_kind::timeout, t.url,
-                          "no connection within the connect timeout of " + in_ms(m_options.connect_timeout)));
+                co_await bounded(m_options.connect_timeout, m_options.connect_timeout, t.url, "no connection",
+                                 c->open(t));
             } catch (...) {
                 failed = std::current_exception();
             }
@@ -239,7 +240,7 @@ awaitable<void> client_state::wait_for_room() {
     co_await signal.async_wait(as_tuple(use_awaitable));
     auto cs = co_await boost::asio::this_coro::cancellation_state;
     if (cs.cancelled() != boost::asio::cancellation_type::none)
-        rethrow_if_cancelled(boost::asio::error::operation_aborted);
+        throw boost::system::system_error(boost::asio::error::operation_aborted);
 }
 
 void client_state::give_back(const std::string& origin, std::unique_ptr<connection> c,
@@ -276,9 +277,7 @@ void client_state::sweep() noexcept {
     for (auto& [key, h] : m_hosts) {
         std::erase_if(h.idle, [&](auto& c) {
             if (now - c->idle_since < m_options.idle_timeout) return false;
-            c->close();
-            --h.open;
-            --m_open;
+            forget(h, *c);
             return true;
         });
         any_left = any_left || !h.idle.empty();
@@ -309,6 +308,9 @@ public:
     /// while framing is parsed). Gives the connection back at the end.
     awaitable<std::size_t> read_some(char* data, std::size_t size);
     awaitable<void> read_all(std::string& out);
+    /// The exchange failed with `ec` while `doing` something: the connection
+    /// is closed, and a cancellation stays a cancellation.
+    [[noreturn]] void broken(const error_code& ec, std::string_view doing);
     /// Reads the body into nothing, so the connection can carry the next
     /// request (a redirect's body); memory does not grow with it.
     awaitable<void> discard_body() {
@@ -356,6 +358,12 @@ bool closed_before_answering(const error_code& ec) {
 
 }  // namespace
 
+void stream_state::broken(const error_code& ec, std::string_view doing) {
+    conn.give_back(false);
+    if (ec == boost::asio::error::operation_aborted) throw boost::system::system_error(ec);
+    throw read_failure(ec, head.url, pool->options(), doing);
+}
+
 awaitable<std::size_t> stream_state::read_some(char* data, std::size_t size) {
     if (parser->is_done()) co_return 0;
     if (!conn.held()) throw error(error_kind::protocol, head.url, "the response body was already broken off");
@@ -367,11 +375,7 @@ awaitable<std::size_t> stream_state::read_some(char* data, std::size_t size) {
     auto [ec, n] = co_await c.with_stream(
         [&](auto& s) { return bhttp::async_read_some(s, c.buffer, *parser, as_tuple(use_awaitable)); });
     std::size_t got = size - body.size;
-    if (ec && ec != bhttp::error::need_buffer) {
-        conn.give_back(false);
-        if (ec == boost::asio::error::operation_aborted) rethrow_if_cancelled(ec);
-        throw read_failure(ec, head.url, pool->options(), "reading the response body");
-    }
+    if (ec && ec != bhttp::error::need_buffer) broken(ec, "reading the response body");
     if (parser->is_done()) conn.give_back(parser->get().keep_alive() && !parser->need_eof());
     co_return got;
 }
@@ -453,8 +457,8 @@ private:
 awaitable<std::unique_ptr<stream_state>> request_runner::run() {
     const auto& o = m_pool->options();
     std::set<std::string> seen;
+    target t = detail::parse_target(m_url);
     for (int hops = 0;; ++hops) {
-        target t = detail::parse_target(m_url);
         auto st = co_await send(t);
         auto location = st->head.header("location");
         if (o.max_redirects <= 0 || !is_redirect(st->head.status) || !location) co_return st;
@@ -477,11 +481,13 @@ awaitable<std::unique_ptr<stream_state>> request_runner::run() {
         }
         if (seen.count(m_spec.method + ' ' + next))
             throw error(error_kind::redirects, m_url, "redirect loop: it leads back to " + next);
-        if (detail::parse_target(next).origin != t.origin) {
+        target next_target = detail::parse_target(next);
+        if (next_target.origin != t.origin) {
             // Credentials meant for one origin are not handed to another.
             std::erase_if(m_spec.headers, [](const auto& f) { return iequals(f.first, "authorization"); });
         }
         m_url = std::move(next);
+        t = std::move(next_target);
     }
 }
 
@@ -503,19 +509,17 @@ awaitable<std::unique_ptr<stream_state>> request_runner::send(const target& t) {
 awaitable<std::unique_ptr<stream_state>> request_runner::exchange(lease l, const target& t, bool& stale) {
     const auto& o = m_pool->options();
     auto st = std::make_unique<stream_state>(m_pool, std::move(l));
+    st->head.url = t.url;
     connection& c = st->conn.conn();
 
     std::string req = serialize_request(m_spec, t, o.user_agent);
-    ++c.uses;
 
     auto [wec, written] = co_await c.with_stream([&](auto& s) {
         return boost::asio::async_write(s, boost::asio::buffer(req), as_tuple(use_awaitable));
     });
     if (wec) {
-        st->conn.give_back(false);
-        if (wec == boost::asio::error::operation_aborted) rethrow_if_cancelled(wec);
         stale = true;
-        throw error(error_kind::protocol, t.url, "sending the request failed: " + wec.message());
+        st->broken(wec, "sending the request");
     }
 
     // 1xx responses (100 Continue, 103 Early Hints …) are interim: skipped,
@@ -533,10 +537,8 @@ awaitable<std::unique_ptr<stream_state>> request_runner::exchange(lease l, const
         auto [rec, got] = co_await c.with_stream(
             [&](auto& s) { return bhttp::async_read_header(s, c.buffer, p, as_tuple(use_awaitable)); });
         if (rec) {
-            st->conn.give_back(false);
-            if (rec == boost::asio::error::operation_aborted) rethrow_if_cancelled(rec);
             stale = !interim_seen && !p.got_some() && closed_before_answering(rec);
-            throw read_failure(rec, t.url, o, "reading the response");
+            st->broken(rec, "reading the response");
         }
         int code = static_cast<int>(p.get().result_int());
         if (code / 100 != 1 || code == 101) break;
@@ -549,7 +551,6 @@ awaitable<std::unique_ptr<stream_state>> request_runner::exchange(lease l, const
     head.reason = std::string(msg.reason());
     head.headers.reserve(16);
     for (const auto& f : msg) head.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
-    head.url = t.url;
     head.tls_verified = c.tls() && c.verified();
     // 101: the connection now speaks another protocol; never pooled.
     if (p.is_done()) st->conn.give_back(head.status != 101 && msg.keep_alive() && !p.need_eof());
@@ -584,14 +585,8 @@ awaitable<std::string> streamed_response::read_chunk(std::size_t max) {
     auto& st = *m_state;
     while (got == 0 && !st.parser->is_done()) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(st.deadline - clock::now());
-        try {
-            got = co_await with_timeout(std::max(left, std::chrono::milliseconds(0)),
-                                        st.read_some(out.data(), out.size()));
-        } catch (const timeout_error&) {
-            st.conn.give_back(false);
-            throw error(error_kind::timeout, st.head.url,
-                        "the body did not arrive within the timeout of " + in_ms(st.pool->options().timeout));
-        }
+        got = co_await bounded(std::max(left, std::chrono::milliseconds(0)), st.pool->options().timeout,
+                               st.head.url, "the body did not arrive", st.read_some(out.data(), out.size()));
     }
     out.resize(got);
     co_return out;
@@ -623,17 +618,8 @@ namespace {
 
 template <class T>
 awaitable<T> within_request_timeout(const client_options& o, const request_runner& runner, awaitable<T> op) {
-    try {
-        co_return co_await with_timeout(o.timeout, std::move(op));
-    } catch (const timeout_error&) {
-        throw error(error_kind::timeout, runner.current_url(),
-                    "no complete response within the timeout of " + in_ms(o.timeout));
-    }
+    return bounded(o.timeout, o.timeout, runner.current_url(), "no complete response", std::move(op));
 }
-
-}  // namespace
-
-namespace {
 
 // Free coroutines holding the pool by value: a member coroutine would read
 // `this->m_state` only when first resumed, which for a callback or

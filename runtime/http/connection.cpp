@@ -9,6 +9,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
 
@@ -19,17 +20,6 @@ namespace corun::http::detail {
 namespace urls = boost::urls;
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') x = char(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z') y = char(y - 'A' + 'a');
-        if (x != y) return false;
-    }
-    return true;
-}
 
 [[noreturn]] void bad_url(const std::string& url, std::string_view why) {
     throw error(error_kind::url, url, why);
@@ -42,9 +32,9 @@ target parse_target(std::string url) {
     if (!parsed) bad_url(url, "not a valid absolute URL (" + parsed.error().message() + ")");
     const urls::url_view& u = *parsed;
     target t;
-    if (iequals(u.scheme(), "https")) {
+    if (beast::iequals(u.scheme(), "https")) {
         t.tls = true;
-    } else if (!iequals(u.scheme(), "http")) {
+    } else if (!beast::iequals(u.scheme(), "http")) {
         bad_url(url, "unsupported scheme '" + std::string(u.scheme()) + "' (http and https only)");
     }
     if (!u.has_authority() || u.encoded_host().empty()) bad_url(url, "the URL has no host");
@@ -109,8 +99,9 @@ tcp::socket& connection::socket() noexcept {
 awaitable<void> connection::open(const target& t) {
     boost::system::error_code ec;
     auto address = boost::asio::ip::make_address(t.host, ec);
+    const bool literal_address = !ec;
     std::vector<tcp::endpoint> endpoints;
-    if (!ec) {
+    if (literal_address) {
         endpoints.emplace_back(address, t.port);
     } else {
         tcp::resolver resolver(co_await this_executor());
@@ -135,7 +126,7 @@ awaitable<void> connection::open(const target& t) {
     // empty, which costs several 16 KiB allocations per request; a pooled
     // connection keeps them instead.
     SSL_clear_mode(ssl_handle, SSL_MODE_RELEASE_BUFFERS);
-    if (ec = {}, boost::asio::ip::make_address(t.host, ec); ec) {
+    if (!literal_address) {
         // SNI carries host names only, never addresses (RFC 6066).
         SSL_set_tlsext_host_name(ssl_handle, t.host.c_str());
         SSL_set1_host(ssl_handle, t.host.c_str());

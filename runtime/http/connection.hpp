@@ -70,8 +70,6 @@ public:
 
     beast::flat_buffer buffer;
     clock::time_point idle_since{};
-    /// Requests this connection has carried.
-    std::size_t uses = 0;
 
 private:
     tcp::socket& socket() noexcept;
