@@ -628,3 +628,34 @@ TEST_CASE("a kept-alive connection the server closed is replaced without failing
     }());
     CHECK(s->server.connections_accepted() == 1);
 }
+
+TEST_CASE("a 303 that turns a POST into a GET drops the body's framing fields", "[http_client]") {
+    httpbin::background_server bin({});
+    http::client_options options;
+    options.timeout = 3s;
+    auto post = [](http::client_options o, std::string url) -> awaitable<http::response> {
+        http::client client(co_await corun::this_executor(), std::move(o));
+        http::fields framing{{"Content-Length", "3"}, {"Content-Type", "text/plain"}};
+        std::string method = "POST", body = "abc";
+        auto r =
+            co_await client.request(std::move(method), std::move(url), std::move(body), std::move(framing));
+        co_return r;
+    };
+    auto r = block_on_within(10s, post(options, bin.base_url() + "/redirect-to?url=/get&status_code=303"));
+    CHECK(r.status == 200);
+    CHECK(contains(r.url, "/get"));
+}
+
+TEST_CASE("a request made with a callback outlives the client object", "[http_client]") {
+    httpbin::background_server bin({});
+    boost::asio::io_context io;
+    int status = 0;
+    {
+        http::client client(io.get_executor());
+        client.get(bin.base_url() + "/get", {}, [&](std::exception_ptr e, http::response r) {
+            if (!e) status = r.status;
+        });
+    }  // gone before the request has even started
+    io.run_for(5s);
+    CHECK(status == 200);
+}

@@ -464,3 +464,63 @@ TEST_CASE("a kept-alive connection the server closed while idle is not reused", 
     }());
     CHECK(server.connections_accepted() == 3);
 }
+
+/// Two GETs on one client, one after the other: the bodies they got.
+awaitable<std::pair<std::string, std::string>> two_gets(std::string first, std::string second) {
+    http::client client(co_await corun::this_executor());
+    auto r1 = co_await client.get(std::move(first));
+    auto r2 = co_await client.get(std::move(second));
+    co_return std::pair{r1.body, r2.body};
+}
+
+TEST_CASE("a 1xx interim response is skipped, and the final one answers the request", "[http_faults]") {
+    raw_server server([](raw_server::connection& c) {
+        if (!c.read_request()) return;
+        c.send(
+            "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst");
+        if (!c.read_request()) return;
+        c.send("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond");
+        c.wait_for_close();
+    });
+    auto [first, second] = block_on_within(10s, two_gets(server.url("/one"), server.url("/two")));
+    CHECK(first == "first");
+    CHECK(second == "second");
+    CHECK(server.connections_accepted() == 1);
+}
+
+TEST_CASE("bytes sent beyond a response are never read as the next response", "[http_faults]") {
+    raw_server server([](raw_server::connection& c) {
+        if (!c.read_request()) return;
+        if (c.index() == 0) {
+            // An unasked-for response rides along with the first one.
+            c.send(
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+                "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil");
+        } else {
+            c.send("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood");
+        }
+        c.wait_for_close();
+    });
+    auto [first, second] = block_on_within(10s, two_gets(server.url("/one"), server.url("/two")));
+    CHECK(first == "hello");
+    CHECK(second == "good");
+}
+
+TEST_CASE("a URL whose authority Boost.URL 1.81 cuts short is rejected, never sent elsewhere",
+          "[http_faults]") {
+    // By RFC 3986 these are a reg-name host (or an invalid port); Boost.URL
+    // 1.81 takes "127.0.0.1" as the host and the rest as a path without '/'.
+    raw_server server([](raw_server::connection& c) {
+        if (c.read_request()) c.send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    });
+    const std::string base = server.url("");
+    for (const std::string& url :
+         {base + "evil.example/get", std::string("http://127.0.0.1.example.invalid:1/get"),
+          std::string("http://127.0.0.1%00.example.invalid:1/get")}) {
+        CAPTURE(url);
+        http::error e = get_error(url);
+        CHECK(kind_name(e) == "url");
+    }
+    CHECK(server.connections_accepted() == 0);
+}
