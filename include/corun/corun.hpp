@@ -5,6 +5,7 @@
 #include "corun/awaitable.hpp"
 #include "corun/gather.hpp"
 #include "corun/http/client.hpp"
+#include "corun/pipeline.hpp"
 #include "corun/process_pool.hpp"
 #include "corun/range.hpp"
 #include "corun/run.hpp"

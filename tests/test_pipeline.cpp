@@ -1,0 +1,386 @@
+#include "corun/pipeline.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <numeric>
+#include <optional>
+#include <ranges>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "corun/process_pool.hpp"
+#include "corun/range.hpp"
+#include "corun/thread_pool.hpp"
+#include "corun/timeout.hpp"
+#include "support.hpp"
+
+using namespace corun_test;
+using namespace std::chrono_literals;
+using corun::awaitable;
+
+namespace {
+
+/// A delay that differs from item to item, so that parallel work finishes
+/// out of order: 7, 2, 4, 6, 1, 3, 5, 0 … milliseconds.
+std::chrono::milliseconds jitter(std::int64_t i) {
+    return std::chrono::milliseconds((i * 5 + 7) % 8);
+}
+
+awaitable<std::int64_t> slow_double(std::int64_t i) {
+    co_await sleep_for(jitter(i));
+    co_return 2 * i;
+}
+
+long square(long x) {
+    return x * x;
+}
+long plus_one(long x) {
+    return x + 1;
+}
+long worker_pid(long) {
+    return static_cast<long>(getpid());
+}
+long sleep_long(long x) {
+    sleep(30);
+    return x;
+}
+long crash_on_three(long x) {
+    if (x == 3) raise(SIGKILL);
+    return x;
+}
+
+/// Counts the live instances of the items flowing through, and the peak.
+struct counted {
+    static inline int alive = 0;
+    static inline int peak = 0;
+    std::int64_t value = 0;
+    explicit counted(std::int64_t v) : value(v) { up(); }
+    counted(const counted& o) : value(o.value) { up(); }
+    counted(counted&& o) noexcept : value(o.value) { up(); }
+    counted& operator=(const counted&) = default;
+    counted& operator=(counted&&) = default;
+    ~counted() { --alive; }
+    static void up() { peak = std::max(peak, ++alive); }
+    static void reset() { alive = peak = 0; }
+};
+
+}  // namespace
+
+TEST_CASE("a pipeline gives its results in input order by default", "[pipeline]") {
+    auto out = block_on([]() -> awaitable<std::vector<std::int64_t>> {
+        corun::pipeline p(corun::range(200), corun::stage("double", slow_double, {.concurrency = 16}),
+                          corun::stage("plus one", [](std::int64_t x) { return x + 1; }));
+        co_return co_await p.collect();
+    }());
+    REQUIRE(out.size() == 200);
+    for (std::int64_t i = 0; i < 200; ++i) CHECK(out[static_cast<std::size_t>(i)] == 2 * i + 1);
+}
+
+TEST_CASE("an unordered pipeline gives results as they are ready", "[pipeline]") {
+    auto out = block_on([]() -> awaitable<std::vector<std::int64_t>> {
+        // Item i is ready after (5 - i) × 20 ms: the last one first.
+        auto late = [](std::int64_t i) -> awaitable<std::int64_t> {
+            co_await sleep_for(std::chrono::milliseconds((5 - i) * 20));
+            co_return i;
+        };
+        corun::pipeline p(corun::range(5), corun::stage("late", late, {.concurrency = 5}));
+        p.with(corun::unordered);
+        co_return co_await p.collect();
+    }());
+    CHECK(out == std::vector<std::int64_t>{4, 3, 2, 1, 0});
+}
+
+TEST_CASE("a serial stage sees the items one at a time in input order", "[pipeline]") {
+    std::vector<std::int64_t> seen;
+    int running = 0;
+    int most_running = 0;
+    auto out = block_on([&]() -> awaitable<std::vector<std::int64_t>> {
+        auto record = [&](std::int64_t x) -> awaitable<std::int64_t> {
+            most_running = std::max(most_running, ++running);
+            seen.push_back(x);
+            co_await sleep_for(1ms);
+            --running;
+            co_return x;
+        };
+        corun::pipeline p(corun::range(100), corun::stage("double", slow_double, {.concurrency = 8}),
+                          corun::serial_stage("record", record));
+        // Even when the output need not be ordered, the serial stage's input is.
+        p.with(corun::unordered);
+        co_return co_await p.collect();
+    }());
+    REQUIRE(seen.size() == 100);
+    for (std::size_t i = 0; i < seen.size(); ++i) CHECK(seen[i] == 2 * static_cast<std::int64_t>(i));
+    CHECK(most_running == 1);
+    CHECK(out.size() == 100);
+}
+
+TEST_CASE("a serial stage may keep state and filter", "[pipeline]") {
+    auto out = block_on([]() -> awaitable<std::vector<std::int64_t>> {
+        std::vector<std::int64_t> input{3, 1, 3, 2, 1, 5, 2};
+        corun::pipeline p(
+            input, corun::stage("same", slow_double),
+            corun::serial_stage("dedupe", [seen = std::set<std::int64_t>()](std::int64_t x) mutable {
+                return seen.insert(x).second ? std::optional<std::int64_t>(x) : std::nullopt;
+            }));
+        auto result = co_await p.collect();
+        CHECK(p.stats()[2].items_in == 7);
+        CHECK(p.stats()[2].items_out == 4);
+        co_return result;
+    }());
+    CHECK(out == std::vector<std::int64_t>{6, 2, 4, 10});
+}
+
+TEST_CASE("a slow last stage holds the source back: the items alive stay bounded", "[pipeline]") {
+    counted::reset();
+    std::int64_t read = 0;
+    std::int64_t most_ahead = 0;  // how far the source got ahead of the slow stage
+    std::size_t limit = 0;
+    block_on([&]() -> awaitable<void> {
+        auto source = corun::range(2000) | std::views::transform([&](std::int64_t i) {
+                          ++read;
+                          return counted(i);
+                      });
+        auto slow = [&](counted c) -> awaitable<counted> {
+            most_ahead = std::max(most_ahead, read - c.value);
+            co_await sleep_for(100us);
+            co_return c;
+        };
+        corun::pipeline p(source, corun::stage("pass", [](counted c) { return c; }),
+                          corun::stage("slow", slow, {.capacity = 8}));
+        p.with({.max_in_flight = 32});
+        limit = 32;
+        std::int64_t expected = 0;
+        co_await p.for_each([&](counted c) { CHECK(c.value == expected++); });
+        CHECK(expected == 2000);
+    }());
+    CHECK(read == 2000);
+    INFO("peak live items " << counted::peak << ", source ahead by " << most_ahead);
+    // Each item alive in the pipeline is one object, plus a few moved-from
+    // copies on their way between a queue and a stage.
+    CHECK(counted::peak <= static_cast<int>(limit) + 4);
+    CHECK(most_ahead <= static_cast<std::int64_t>(limit));
+    CHECK(counted::alive == 0);
+}
+
+TEST_CASE("an exception in a middle stage cancels the others and is rethrown naming the stage",
+          "[pipeline]") {
+    cancel_log first;
+    std::vector<std::int64_t> reached_last;
+    auto e = thrown_within<corun::stage_error>(10s, [&]() -> awaitable<void> {
+        auto maybe_slow = [&](std::int64_t i) -> awaitable<std::int64_t> {
+            // Item 9 is still in this stage when item 5 fails in the next one.
+            if (i == 9) co_return co_await logged_sleep(first);
+            co_return i;
+        };
+        auto check = [](std::int64_t i) -> std::int64_t {
+            if (i == 5) throw std::invalid_argument("five is not allowed");
+            return i;
+        };
+        corun::pipeline p(corun::range(1000), corun::stage("first", maybe_slow, {.concurrency = 4}),
+                          corun::stage("check", check), corun::stage("last", [&](std::int64_t i) {
+                              reached_last.push_back(i);
+                              return i;
+                          }));
+        co_await p.collect();
+    }());
+    CHECK(e.stage() == "check");
+    CHECK(e.index() == 2);
+    CHECK(std::string(e.what()).find("'check'") != std::string::npos);
+    CHECK(std::string(e.what()).find("five is not allowed") != std::string::npos);
+    CHECK_THROWS_AS(std::rethrow_exception(e.cause()), std::invalid_argument);
+    CHECK(first.cancelled);
+    CHECK_FALSE(first.ran_past_cancellation);
+    // Nothing at or after the failed item went on.
+    CHECK(std::ranges::all_of(reached_last, [](std::int64_t i) { return i < 5; }));
+}
+
+TEST_CASE("cancelling the awaiting coroutine stops every stage, pool work included", "[pipeline]") {
+    cancel_log io;
+    std::vector<int> pids_before;
+    std::vector<int> pids_after;
+    bool timed_out = false;
+    block_on([&]() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 2}};
+        pids_before = pool.worker_pids();
+        auto wait_long = [&](long x) -> awaitable<long> {
+            if (x == 3) co_return co_await logged_sleep(io);
+            co_return x;
+        };
+        corun::pipeline p(std::vector<long>{0, 1, 2, 3}, corun::stage("io", wait_long, {.concurrency = 4}),
+                          corun::stage("cpu", pool, sleep_long));
+        try {
+            co_await corun::with_timeout(300ms, p.collect());
+        } catch (const corun::timeout_error&) {
+            timed_out = true;
+        }
+        // The workers that held a sleeping task were killed; wait for their replacements.
+        for (int i = 0; i < 500 && pool.worker_pids().size() < 2; ++i) co_await sleep_for(10ms);
+        pids_after = pool.worker_pids();
+    }());
+    CHECK(timed_out);
+    CHECK(io.cancelled);
+    CHECK_FALSE(io.ran_past_cancellation);
+    REQUIRE(pids_before.size() == 2);
+    REQUIRE(pids_after.size() == 2);
+    for (int pid : pids_before) CHECK(std::ranges::find(pids_after, pid) == pids_after.end());
+}
+
+TEST_CASE("a pipeline over an empty source ends at once", "[pipeline]") {
+    auto out = block_on([]() -> awaitable<std::vector<long>> {
+        corun::thread_pool pool{co_await corun::this_executor(), {.threads = 2}};
+        corun::pipeline p(std::vector<long>{}, corun::stage("square", pool, square),
+                          corun::stage("io", slow_double));
+        auto result = co_await p.collect();
+        for (const auto& s : p.stats()) CHECK(s.items_in == 0);
+        co_return std::vector<long>(result.begin(), result.end());
+    }());
+    CHECK(out.empty());
+}
+
+TEST_CASE("a pipeline carries 100 000 items through the event loop and a thread pool", "[pipeline]") {
+    auto [out,
+          stats] = block_on([]() -> awaitable<std::pair<std::vector<long>, std::vector<corun::stage_stats>>> {
+        corun::thread_pool pool{co_await corun::this_executor(), {.threads = 2}};
+        corun::pipeline p(
+            corun::range(100'000), corun::stage("square", pool, square), corun::stage("plus one", plus_one),
+            corun::stage("io", [](long x) -> awaitable<long> { co_return x; }, {.concurrency = 8}));
+        auto result = co_await p.collect();
+        co_return std::pair(std::move(result), p.stats());
+    }());
+    REQUIRE(out.size() == 100'000);
+    bool all_right = true;
+    for (long i = 0; i < 100'000; ++i) all_right = all_right && out[static_cast<std::size_t>(i)] == i * i + 1;
+    CHECK(all_right);
+    REQUIRE(stats.size() == 4);
+    CHECK(stats[0].name == "source");
+    CHECK(stats[1].name == "square");
+    for (const auto& s : stats) {
+        CHECK(s.items_in == 100'000);
+        CHECK(s.items_out == 100'000);
+    }
+    // The pool stage batched its items: far fewer tasks than items.
+    CHECK(stats[1].tasks < 100'000 / 4);
+    CHECK(stats[2].tasks == 100'000);
+}
+
+TEST_CASE("one pipeline mixes the event loop, a process pool and a thread pool", "[pipeline]") {
+    std::set<long> pids;
+    auto out = block_on([&]() -> awaitable<std::vector<long>> {
+        auto ex = co_await corun::this_executor();
+        corun::process_pool processes{ex, {.workers = 2}};
+        corun::thread_pool threads{ex, {.threads = 2}};
+        auto fetch = [](long i) -> awaitable<long> {
+            co_await sleep_for(std::chrono::milliseconds(i % 3));
+            co_return i;
+        };
+        corun::pipeline p(corun::range(300) | std::views::transform([](std::int64_t i) { return long(i); }),
+                          corun::stage("fetch", fetch, {.concurrency = 8}),
+                          corun::stage("square", processes, square),
+                          corun::stage("plus one", threads, plus_one));
+        auto squares = co_await p.collect();
+        corun::pipeline q(corun::range(20) | std::views::transform([](std::int64_t i) { return long(i); }),
+                          corun::stage("pid", processes, worker_pid, {.batch = 1}));
+        for (long pid : co_await q.collect()) pids.insert(pid);
+        co_return squares;
+    }());
+    REQUIRE(out.size() == 300);
+    for (long i = 0; i < 300; ++i) CHECK(out[static_cast<std::size_t>(i)] == i * i + 1);
+    CHECK(pids.count(static_cast<long>(getpid())) == 0);
+    CHECK(!pids.empty());
+}
+
+TEST_CASE("a worker that crashes fails the pipeline with the stage's name", "[pipeline]") {
+    auto e = thrown_within<corun::stage_error>(20s, []() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 2}};
+        corun::pipeline p(std::vector<long>{0, 1, 2, 3, 4, 5}, corun::stage("crashy", pool, crash_on_three));
+        co_await p.collect();
+    }());
+    CHECK(e.stage() == "crashy");
+    CHECK_THROWS_AS(std::rethrow_exception(e.cause()), corun::worker_crashed);
+}
+
+TEST_CASE("a pipeline reads asynchronous sources: a stream and a function", "[pipeline]") {
+    auto [from_stream, from_function] =
+        block_on([]() -> awaitable<std::pair<std::vector<long>, std::vector<long>>> {
+            corun::thread_pool pool{co_await corun::this_executor(), {.threads = 2}};
+            auto squares = pool.imap(
+                square, corun::range(50) | std::views::transform([](std::int64_t i) { return long(i); }));
+            corun::pipeline p(std::move(squares), corun::stage("plus one", plus_one));
+            auto a = co_await p.collect();
+            long next = 0;
+            auto count_to_ten = [&next]() -> awaitable<std::optional<long>> {
+                co_await sleep_for(1ms);
+                if (next == 10) co_return std::nullopt;
+                co_return next++;
+            };
+            corun::pipeline q(count_to_ten, corun::stage("square", pool, square));
+            auto b = co_await q.collect();
+            co_return std::pair(std::move(a), std::move(b));
+        }());
+    REQUIRE(from_stream.size() == 50);
+    for (long i = 0; i < 50; ++i) CHECK(from_stream[static_cast<std::size_t>(i)] == i * i + 1);
+    CHECK(from_function == std::vector<long>{0, 1, 4, 9, 16, 25, 36, 49, 64, 81});
+}
+
+TEST_CASE("a source that throws fails the pipeline as 'source'", "[pipeline]") {
+    auto e = thrown_within<corun::stage_error>(10s, []() -> awaitable<void> {
+        auto source = corun::range(10) | std::views::transform([](std::int64_t i) {
+                          if (i == 4) throw std::runtime_error("bad input");
+                          return i;
+                      });
+        corun::pipeline p(source, corun::stage("double", slow_double, {.concurrency = 4}));
+        co_await p.collect();
+    }());
+    CHECK(e.stage() == "source");
+    CHECK(e.index() == 0);
+    CHECK(std::string(e.what()).find("bad input") != std::string::npos);
+}
+
+TEST_CASE("a pipeline is a stream: results one at a time, and close stops it early", "[pipeline]") {
+    cancel_log late;
+    std::vector<std::int64_t> got;
+    block_on([&]() -> awaitable<void> {
+        auto work = [&](std::int64_t i) -> awaitable<std::int64_t> {
+            if (i >= 3) co_return co_await logged_sleep(late);
+            co_return i;
+        };
+        corun::pipeline p(corun::range(1'000'000'000), corun::stage("work", work, {.concurrency = 4}));
+        while (auto v = co_await p.next()) {
+            got.push_back(*v);
+            if (got.size() == 3) break;
+        }
+        co_await p.close();
+        CHECK_FALSE(co_await p.next());
+    }());
+    CHECK(got == std::vector<std::int64_t>{0, 1, 2});
+    CHECK(late.cancelled);
+    CHECK_FALSE(late.ran_past_cancellation);
+}
+
+TEST_CASE("an exception from for_each stops the pipeline and comes out as it is", "[pipeline]") {
+    cancel_log running;
+    block_on([&]() -> awaitable<void> {
+        auto work = [&](std::int64_t i) -> awaitable<std::int64_t> {
+            if (i == 2) co_return co_await logged_sleep(running);
+            co_return i;
+        };
+        corun::pipeline p(corun::range(100), corun::stage("work", work, {.concurrency = 4}));
+        p.with(corun::unordered);
+        CHECK_THROWS_AS(co_await p.for_each([](std::int64_t) { throw std::logic_error("stop"); }),
+                        std::logic_error);
+    }());
+    CHECK(running.cancelled);
+}
+
+TEST_CASE("a pipeline written in one expression works", "[pipeline]") {
+    auto out = block_on([]() -> awaitable<std::vector<std::int64_t>> {
+        co_return co_await corun::pipeline(corun::range(5), corun::stage("double", slow_double)).collect();
+    }());
+    CHECK(out == std::vector<std::int64_t>{0, 2, 4, 6, 8});
+}
