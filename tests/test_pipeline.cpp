@@ -136,6 +136,46 @@ TEST_CASE("a serial stage may keep state and filter", "[pipeline]") {
     CHECK(out == std::vector<std::int64_t>{6, 2, 4, 10});
 }
 
+TEST_CASE("a filter that drops every item ends the pipeline with nothing", "[pipeline]") {
+    for (bool ordered : {true, false}) {
+        auto out = block_on([ordered]() -> awaitable<std::vector<std::int64_t>> {
+            corun::pipeline p(
+                corun::range(10'000),
+                corun::stage("none", [](std::int64_t) { return std::optional<std::int64_t>(); }),
+                corun::stage("never", [](std::int64_t x) { return x; }));
+            p.with({.ordered = ordered, .max_in_flight = 8});
+            auto result = co_await p.collect();
+            CHECK(p.stats()[1].items_in == 10'000);
+            CHECK(p.stats()[2].items_in == 0);
+            co_return result;
+        }());
+        CHECK(out.empty());
+    }
+}
+
+TEST_CASE("a slow consumer of the stream holds the source back", "[pipeline]") {
+    std::int64_t read = 0;
+    block_on([&]() -> awaitable<void> {
+        auto source = corun::range(1'000'000'000) | std::views::transform([&](std::int64_t i) {
+                          ++read;
+                          return i;
+                      });
+        corun::pipeline p(source,
+                          corun::stage("pass", [](std::int64_t x) -> awaitable<std::int64_t> { co_return x; },
+                                       {.concurrency = 4}));
+        p.with({.max_in_flight = 64});
+        for (std::int64_t expected = 0; expected < 200; ++expected) {
+            auto v = co_await p.next();
+            REQUIRE(v);
+            CHECK(*v == expected);
+            co_await sleep_for(100us);
+            CHECK(read <= expected + 1 + 64);
+        }
+        co_await p.close();
+    }());
+    CHECK(read < 200 + 64 + 1);
+}
+
 TEST_CASE("a slow last stage holds the source back: the items alive stay bounded", "[pipeline]") {
     counted::reset();
     std::int64_t read = 0;

@@ -256,10 +256,14 @@ public:
                 pump();
                 co_return item;
             }
+            pump();  // dropped items taken above made room
+            if (ready()) continue;
             if (finished()) {
                 co_await stop();
                 co_return std::nullopt;
             }
+            // Nothing running and nothing to start would be a wait forever.
+            if (m_group.pending() == 0) throw std::logic_error("corun::pipeline: stalled (a bug in corun)");
             co_await m_group.async_wait();
         }
     }
@@ -674,6 +678,8 @@ private:
     }
 
     // ---- the sink -------------------------------------------------------------
+
+    bool ready() const { return m_options.ordered ? m_done.ready() : !m_done_unordered.empty(); }
 
     std::optional<value_type> take() {
         if (m_options.ordered) {
