@@ -253,7 +253,9 @@ public:
                 throw_cancelled();
             }
             if (auto item = take()) {
-                pump();
+                // Refill once a quarter of the room is free, or nothing is
+                // left to take: not a whole pass of the stages per result.
+                if (!ready() || m_alive + m_max_in_flight / 4 <= m_max_in_flight) pump();
                 co_return item;
             }
             pump();  // dropped items taken above made room
@@ -442,11 +444,12 @@ private:
                 run_batch<I>(n);
                 progress = true;
             }
-        } else if (s.spec.serial) {
+        } else if (busy_timer timer(m_stats[I + 1], !T::coroutine); s.spec.serial) {
             while (!halted() && s.running == 0 && s.in_order.ready() && room<I + 1>() > 0) {
                 const std::uint64_t seq = s.in_order.front_seq();
                 std::optional<in_t<I>> item = s.in_order.pop();
                 progress = true;
+                timer.begin();
                 if (!item) {
                     deliver<I + 1>(seq, std::nullopt);
                 } else {
@@ -458,12 +461,38 @@ private:
                    room<I + 1>() > 0) {
                 auto [seq, item] = std::move(s.queue.front());
                 s.queue.pop_front();
+                timer.begin();
                 run_one<I>(seq, std::move(item));
                 progress = true;
             }
         }
         return progress;
     }
+
+    /// Adds the time from its first `begin()` to its end to a stage's busy
+    /// time: an inline stage is timed per run of calls, not per call, which
+    /// would cost more than a cheap step itself.
+    class busy_timer {
+    public:
+        busy_timer(stage_stats& stats, bool on) : m_stats(stats), m_on(on) {}
+        busy_timer(const busy_timer&) = delete;
+        busy_timer& operator=(const busy_timer&) = delete;
+        void begin() {
+            if (m_on && !m_started) {
+                m_started = true;
+                m_start = pipeline_clock::now();
+            }
+        }
+        ~busy_timer() {
+            if (m_started) m_stats.busy += pipeline_clock::now() - m_start;
+        }
+
+    private:
+        stage_stats& m_stats;
+        bool m_on;
+        bool m_started = false;
+        pipeline_clock::time_point m_start{};
+    };
 
     /// One item through an event-loop stage: called inline, or spawned as a child.
     template <std::size_t I>
@@ -473,8 +502,8 @@ private:
         stage_stats& stats = m_stats[I + 1];
         ++stats.items_in;
         ++stats.tasks;
-        const auto start = pipeline_clock::now();
         if constexpr (T::coroutine) {
+            const auto start = pipeline_clock::now();
             std::optional<typename T::raw> child;
             try {
                 child.emplace(std::invoke(s.spec.f, std::move(item)));
@@ -495,11 +524,9 @@ private:
                     value.emplace(std::invoke(s.spec.f, std::move(item)));
                 }
             } catch (...) {
-                stats.busy += pipeline_clock::now() - start;
                 fail(I + 1);
                 return;
             }
-            stats.busy += pipeline_clock::now() - start;
             pass_on<I>(seq, std::move(*value));
         }
     }
@@ -611,10 +638,11 @@ private:
 
     bool read_source(std::size_t& reads) {
         bool progress = false;
+        busy_timer timer(m_stats[0], range_source);
         while (!m_source_done && !m_source_busy && !halted() && m_alive < m_max_in_flight && room<0>() > 0 &&
                reads < yield_after) {
-            const auto start = pipeline_clock::now();
             if constexpr (range_source) {
+                timer.begin();
                 std::optional<source_value> item;
                 try {
                     if (*m_it == std::ranges::end(m_source)) {
@@ -627,7 +655,6 @@ private:
                     fail(0);
                     break;
                 }
-                m_stats[0].busy += pipeline_clock::now() - start;
                 ++reads;
                 admit(std::move(*item));
                 progress = true;
@@ -644,7 +671,8 @@ private:
                     break;
                 }
                 m_source_busy = true;
-                spawn_child(*m_ex, m_group, this, source_done{this, start}, std::move(*child));
+                spawn_child(*m_ex, m_group, this, source_done{this, pipeline_clock::now()},
+                            std::move(*child));
                 progress = true;
             }
         }
