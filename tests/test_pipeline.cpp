@@ -50,6 +50,14 @@ long sleep_long(long x) {
     sleep(30);
     return x;
 }
+long sleep_1ms(long x) {
+    usleep(1000);
+    return x;
+}
+long sleep_5ms(long x) {
+    usleep(5000);
+    return x;
+}
 long crash_on_three(long x) {
     if (x == 3) raise(SIGKILL);
     return x;
@@ -333,6 +341,32 @@ TEST_CASE("one pipeline mixes the event loop, a process pool and a thread pool",
     for (long i = 0; i < 300; ++i) CHECK(out[static_cast<std::size_t>(i)] == i * i + 1);
     CHECK(pids.count(static_cast<long>(getpid())) == 0);
     CHECK(!pids.empty());
+}
+
+TEST_CASE("a pool stage's busy time is its work in the pool, not its wait in the queue", "[pipeline]") {
+    for (int kind = 0; kind < 2; ++kind) {
+        auto stats = block_on([kind]() -> awaitable<std::vector<corun::stage_stats>> {
+            auto ex = co_await corun::this_executor();
+            auto run = [](auto& pool) -> awaitable<std::vector<corun::stage_stats>> {
+                // Both stages share the pool: each one's tasks queue behind the other's.
+                corun::pipeline p(std::vector<long>(40, 1L), corun::stage("fast", pool, sleep_1ms),
+                                  corun::stage("slow", pool, sleep_5ms));
+                co_await p.collect();
+                co_return p.stats();
+            };
+            if (kind == 0) {
+                corun::process_pool pool{ex, {.workers = 2}};
+                co_return co_await run(pool);
+            }
+            corun::thread_pool pool{ex, {.threads = 2}};
+            co_return co_await run(pool);
+        }());
+        INFO((kind == 0 ? "process pool" : "thread pool")
+             << ": fast " << stats[1].busy.count() << " ns, slow " << stats[2].busy.count() << " ns");
+        CHECK(stats[1].busy >= 40ms);
+        CHECK(stats[2].busy >= 200ms);
+        CHECK(stats[2].busy > 3 * stats[1].busy);
+    }
 }
 
 TEST_CASE("a worker that crashes fails the pipeline with the stage's name", "[pipeline]") {

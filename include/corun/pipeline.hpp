@@ -62,9 +62,11 @@ struct stage_stats {
     std::uint64_t items_out = 0;
     /// Calls of its function (inline and coroutine stages) or pool tasks.
     std::uint64_t tasks = 0;
-    /// Time its work took, summed over its tasks as seen from the event
-    /// loop: with a concurrency above one it can exceed the wall time, and a
-    /// pool task's time includes its wait in the pool's queue.
+    /// Time spent in its function, summed over its tasks: measured by the
+    /// pool's thread or worker for a pool stage (its wait in the pool's queue
+    /// left out), on the event loop for the others. A coroutine stage's time
+    /// runs from its start to its end, waits included. Summed over
+    /// concurrent tasks, it can exceed the wall time.
     std::chrono::nanoseconds busy{0};
 };
 

@@ -192,13 +192,14 @@ public:
 
     /// Internal: runs a chunk of `map`/`imap` as one task.
     template <detail::call_mode Mode, class F, class E>
-    awaitable<std::vector<detail::call_result_t<Mode, F, E>>> run_chunk(F f, std::vector<E> chunk,
-                                                                        bool batch) {
+    awaitable<detail::chunk_result_t<Mode, detail::call_result_t<Mode, F, E>>> run_chunk(F f,
+                                                                                         std::vector<E> chunk,
+                                                                                         bool batch) {
         std::string frame = detail::new_task_frame();
         detail::wire::writer w(frame);
         detail::put_task_head<Mode, F, E>(w, f);
         detail::wire::put(w, chunk);
-        using R = std::vector<detail::call_result_t<Mode, F, E>>;
+        using R = detail::chunk_result_t<Mode, detail::call_result_t<Mode, F, E>>;
         return start_task<R>(std::move(frame), use_awaitable, batch);
     }
 

@@ -74,12 +74,11 @@ public:
 
     /// Internal: runs a chunk of `map`/`imap` as one task.
     template <detail::call_mode Mode, class F, class E>
-    awaitable<std::vector<detail::call_result_t<Mode, F, E>>> run_chunk(F f, std::vector<E> chunk, bool) {
+    awaitable<detail::chunk_result_t<Mode, detail::call_result_t<Mode, F, E>>> run_chunk(F f,
+                                                                                         std::vector<E> chunk,
+                                                                                         bool) {
         return run_on_thread(use_awaitable, [f = std::move(f), chunk = std::move(chunk)]() mutable {
-            std::vector<detail::call_result_t<Mode, F, E>> out;
-            out.reserve(chunk.size());
-            for (auto& e : chunk) out.push_back(detail::call_one<Mode>(f, e));
-            return out;
+            return detail::call_chunk<Mode>(f, chunk);
         });
     }
 

@@ -551,9 +551,10 @@ private:
         ++s.running;
         s.items_in_flight += n;
         const auto start = pipeline_clock::now();
-        std::optional<awaitable<std::vector<typename T::produced>>> child;
+        std::optional<awaitable<timed_chunk<typename T::produced>>> child;
         try {
-            child.emplace(s.spec.pool->template run_chunk<call_mode::each>(s.spec.f, std::move(chunk), true));
+            child.emplace(
+                s.spec.pool->template run_chunk<call_mode::each_timed>(s.spec.f, std::move(chunk), true));
         } catch (...) {
             --s.running;
             s.items_in_flight -= n;
@@ -569,10 +570,11 @@ private:
         std::uint64_t seq;
         pipeline_clock::time_point start;
         void done(typename traits_t<I>::produced&& value) const {
-            if (self->work_ended<I>(1, start)) self->pass_on<I>(seq, std::move(value));
+            if (self->work_ended<I>(1, pipeline_clock::now() - start))
+                self->pass_on<I>(seq, std::move(value));
         }
         void failed(std::exception_ptr error) const {
-            if (self->work_ended<I>(1, start)) self->fail(I + 1, error);
+            if (self->work_ended<I>(1, pipeline_clock::now() - start)) self->fail(I + 1, error);
         }
     };
 
@@ -581,25 +583,26 @@ private:
         pipeline_state* self;
         std::vector<std::uint64_t> seqs;
         pipeline_clock::time_point start;
-        void done(std::vector<typename traits_t<I>::produced>&& values) const {
-            if (!self->work_ended<I>(seqs.size(), start)) return;
+        void done(timed_chunk<typename traits_t<I>::produced>&& chunk) const {
+            if (!self->work_ended<I>(seqs.size(), std::chrono::nanoseconds(chunk.busy_ns))) return;
             auto& s = self->st<I>();
             s.batch_now = std::min(s.batch, 2 * s.batch_now);
-            for (std::size_t k = 0; k < seqs.size(); ++k) self->pass_on<I>(seqs[k], std::move(values[k]));
+            for (std::size_t k = 0; k < seqs.size(); ++k)
+                self->pass_on<I>(seqs[k], std::move(chunk.results[k]));
         }
         void failed(std::exception_ptr error) const {
-            if (self->work_ended<I>(seqs.size(), start)) self->fail(I + 1, error);
+            if (self->work_ended<I>(seqs.size(), pipeline_clock::now() - start)) self->fail(I + 1, error);
         }
     };
 
     /// Books the end of a task; false once the pipeline is stopping, when its
     /// result is dropped.
     template <std::size_t I>
-    bool work_ended(std::size_t items, pipeline_clock::time_point start) {
+    bool work_ended(std::size_t items, pipeline_clock::duration busy) {
         auto& s = st<I>();
         --s.running;
         s.items_in_flight -= items;
-        m_stats[I + 1].busy += pipeline_clock::now() - start;
+        m_stats[I + 1].busy += std::chrono::duration_cast<std::chrono::nanoseconds>(busy);
         return !halted();
     }
 

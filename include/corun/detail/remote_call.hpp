@@ -21,6 +21,7 @@
 //    time, because its state could not be rebuilt in the worker.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -104,7 +105,10 @@ struct callable_cannot_cross_to_a_worker_process {
     static constexpr bool value = true;
 };
 
-enum class call_mode : std::uint8_t { single, each, each_tuple };
+/// How a task calls its function: once (`submit`), on each item of a chunk
+/// (`map`), on each tuple unpacked (`starmap`), or on each item, timed (a
+/// pipeline's pool stage).
+enum class call_mode : std::uint8_t { single, each, each_tuple, each_timed };
 
 template <call_mode Mode, class F, class E>
 struct call_result {
@@ -118,14 +122,22 @@ struct call_result<call_mode::each_tuple, F, E> {
 template <call_mode Mode, class F, class E>
 using call_result_t = wire_result_t<typename call_result<Mode, F, E>::type>;
 
+/// What a chunk of `Mode` gives back: its results, timed for `each_timed`.
+template <call_mode Mode, class R>
+using chunk_result_t = std::conditional_t<Mode == call_mode::each_timed, timed_chunk<R>, std::vector<R>>;
+
+/// Calls `f` on each item of `chunk`.
+template <call_mode Mode, class F, class E>
+chunk_result_t<Mode, call_result_t<Mode, F, E>> call_chunk(F& f, const std::vector<E>& chunk);
+
 /// One item of `map` or `starmap`, a `void` result as `std::monostate`.
 template <call_mode Mode, class F, class E>
 call_result_t<Mode, F, std::remove_cvref_t<E>> call_one(F& f, E&& e) {
     auto call = [&]() -> decltype(auto) {
-        if constexpr (Mode == call_mode::each) {
-            return f(e);
-        } else {
+        if constexpr (Mode == call_mode::each_tuple) {
             return std::apply(f, e);
+        } else {
+            return f(e);
         }
     };
     if constexpr (std::is_void_v<decltype(call())>) {
@@ -152,13 +164,23 @@ void invoke(wire::reader& in, wire::writer& out) {
             }
         } else {
             using E = std::tuple_element_t<0, std::tuple<Args...>>;
-            const auto chunk = wire::get<std::vector<E>>(in);
-            std::vector<call_result_t<Mode, F, E>> results;
-            results.reserve(chunk.size());
-            for (const E& e : chunk) results.push_back(call_one<Mode>(f, e));
-            wire::put(out, results);
+            wire::put(out, call_chunk<Mode>(f, wire::get<std::vector<E>>(in)));
         }
     });
+}
+
+template <call_mode Mode, class F, class E>
+chunk_result_t<Mode, call_result_t<Mode, F, E>> call_chunk(F& f, const std::vector<E>& chunk) {
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<call_result_t<Mode, F, E>> results;
+    results.reserve(chunk.size());
+    for (const E& e : chunk) results.push_back(call_one<Mode>(f, e));
+    if constexpr (Mode == call_mode::each_timed) {
+        const auto busy = std::chrono::steady_clock::now() - start;
+        return {std::move(results), std::chrono::duration_cast<std::chrono::nanoseconds>(busy).count()};
+    } else {
+        return results;
+    }
 }
 
 /// Writes the head of a task frame's payload: which invoker, and the callable.

@@ -26,6 +26,19 @@
 #include <cereal/types/variant.hpp>
 #include <cereal/types/vector.hpp>
 
+namespace corun::detail {
+
+/// A chunk's results with the time the worker spent computing them: what a
+/// pipeline's pool stage gets back, so that its busy time leaves out the
+/// wait in the pool's queue.
+template <class R>
+struct timed_chunk {
+    std::vector<R> results;
+    std::int64_t busy_ns = 0;
+};
+
+}  // namespace corun::detail
+
 namespace corun::detail::wire {
 
 /// Bytes being written: a frame under construction.
@@ -108,6 +121,14 @@ struct type_cannot_cross_to_a_worker_process {
     static constexpr bool value = true;
 };
 
+template <class R>
+struct serializable<timed_chunk<R>> : serializable<R> {};
+
+template <class T>
+struct is_timed_chunk : std::false_type {};
+template <class R>
+struct is_timed_chunk<timed_chunk<R>> : std::true_type {};
+
 template <class T>
 struct is_vector : std::false_type {};
 template <class T, class A>
@@ -121,7 +142,10 @@ std::vector<T> get_many(reader& r);
 template <class T>
 void put(writer& w, const T& v) {
     static_assert(type_cannot_cross_to_a_worker_process<T>::value);
-    if constexpr (is_vector<T>::value && !raw_sequence<T>) {
+    if constexpr (is_timed_chunk<T>::value) {
+        put_many(w, v.results);
+        w.pod(v.busy_ns);
+    } else if constexpr (is_vector<T>::value && !raw_sequence<T>) {
         put_many(w, v);
     } else if constexpr (is_empty_default<T>) {
     } else if constexpr (is_raw<T>) {
@@ -146,7 +170,12 @@ void put(writer& w, const T& v) {
 template <class T>
 T get(reader& r) {
     static_assert(type_cannot_cross_to_a_worker_process<T>::value);
-    if constexpr (is_vector<T>::value && !raw_sequence<T>) {
+    if constexpr (is_timed_chunk<T>::value) {
+        T v;
+        v.results = get_many<typename decltype(v.results)::value_type>(r);
+        v.busy_ns = r.pod<std::int64_t>();
+        return v;
+    } else if constexpr (is_vector<T>::value && !raw_sequence<T>) {
         return get_many<typename T::value_type>(r);
     } else if constexpr (is_empty_default<T>) {
         return T{};
