@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <ranges>
 #include <sstream>
 #include <string>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "httpbin/httpbin.hpp"
+#include "textpipe/text.hpp"
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
@@ -101,6 +103,46 @@ corun::awaitable<void> pool_map() {
                 list(results).c_str());
 }
 
+/// The notebook's pipelines: rather than every document through "remove
+/// stop words", then every document through "stem" and so on, each document
+/// goes on to the next step as soon as it is through one, while the next
+/// document is in the first step.
+corun::awaitable<void> pipelines() {
+    heading("Pipelines: remove stop words -> stem -> remove duplicates, per document");
+    corun::process_pool pool{co_await corun::this_executor()};
+    auto docs =
+        corun::range(4000) | std::views::transform([](std::int64_t i) { return textpipe::make_document(i); });
+
+    // Until now: one step over all documents, then the next step.
+    auto start = clock_type::now();
+    auto words = co_await pool.map(textpipe::remove_stop_words, docs);
+    auto stems = co_await pool.map(textpipe::stem, words);
+    textpipe::deduper dedupe;
+    std::size_t kept = 0;
+    for (auto& s : stems) kept += dedupe(std::move(s)).has_value();
+    const double batch_all = seconds_since(start);
+    std::printf("step by step: first document done after %.3f s, all %zu after %.3f s\n", batch_all, kept,
+                batch_all);
+
+    // A pipeline: the steps joined per document.
+    start = clock_type::now();
+    std::optional<double> first;
+    kept = 0;
+    corun::pipeline p(docs, corun::stage("remove stop words", pool, textpipe::remove_stop_words),
+                      corun::stage("stem", pool, textpipe::stem),
+                      corun::serial_stage("dedupe", textpipe::deduper{}));
+    co_await p.for_each([&](const std::vector<std::string>&) {
+        if (!first) first = seconds_since(start);
+        ++kept;
+    });
+    std::printf("pipeline:     first document done after %.3f s, all %zu after %.3f s\n", *first, kept,
+                seconds_since(start));
+    for (const corun::stage_stats& s : p.stats())
+        std::printf("  %-18s %5llu in %5llu out %5llu tasks\n", s.name.c_str(),
+                    static_cast<unsigned long long>(s.items_in), static_cast<unsigned long long>(s.items_out),
+                    static_cast<unsigned long long>(s.tasks));
+}
+
 /// The notebook's student task: read a web source ten times, one read after
 /// another, then all at once. An embedded httpbin that waits 100 ms before
 /// every response stands in for the round trip to httpbin.org, so it runs offline.
@@ -138,6 +180,7 @@ int main() {
     corun::run(pool_submit());
     corun::run(pool_map());
     std::printf("\nEach pool worker is its own process: note the distinct pids above.\n");
+    corun::run(pipelines());
     read_a_web_source();
     return 0;
 }

@@ -396,6 +396,13 @@ plan route(connection_base& c, const request& req, response& res) {
     std::string_view name = nseg > 0 ? std::string_view(seg[0]) : std::string_view();
     std::string_view arg = nseg > 1 ? std::string_view(seg[1]) : std::string_view();
 
+    if (const auto& extra = c.st->opts.extra_route;
+        extra && (req.method() == http::verb::get || req.method() == http::verb::head)) {
+        if (auto text = extra(std::string_view(u.encoded_path()))) {
+            set_text(res, http::status::ok, *text);
+            return {};
+        }
+    }
     if (nseg == 0) {
         res.set(http::field::content_type, "text/html; charset=utf-8");
         res.body().assign(index_html);

@@ -12,6 +12,7 @@
 //   /get                    JSON of "args", "headers", "origin" and "url"
 //   /anything, /post        the same plus "method" and "data" (the request body)
 //   /drip?numbytes=&duration=&delay=&code=   numbytes '*' spread evenly over duration s, after delay s
+//   anything options::extra_route answers (corun-textpipe's /text/:n)
 //
 // Every connection is one coroutine on the server's strand; HTTP/1.1
 // keep-alive, `Connection: close` and HTTP/1.0 are honoured.
@@ -20,8 +21,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -38,6 +42,12 @@ struct options {
     std::string cert_file = {};            // PEM; when tls and both empty: a self-signed certificate
     std::string key_file = {};             //   for localhost, 127.0.0.1 and address is made at start-up
     std::string write_cert = {};           // if set, the certificate in use is written there (PEM)
+    /// More routes, given by the program embedding the server: called with the
+    /// path of every GET and HEAD request before the built-in routes, on the
+    /// server's thread. A string is answered as 200 text/plain; std::nullopt
+    /// falls through to the built-in routes. It lets a program serve its own
+    /// data (corun-textpipe its corpus) without httpbin depending on it.
+    std::function<std::optional<std::string>(std::string_view path)> extra_route = {};
 };
 
 /// The bytes /bytes/n?seed=S answers: byte i is the low byte of the i-th
