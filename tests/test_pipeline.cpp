@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
 #include <numeric>
 #include <optional>
 #include <ranges>
@@ -13,6 +15,9 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 
 #include "corun/process_pool.hpp"
 #include "corun/range.hpp"
@@ -63,10 +68,28 @@ long crash_on_three(long x) {
     return x;
 }
 
+std::atomic<int> pool_running{0};
+long counted_sleep(long x) {
+    ++pool_running;
+    usleep(static_cast<useconds_t>(x) * 100'000);
+    --pool_running;
+    return x;
+}
+
+/// A source giving the lines of a file, one `co_await next()` at a time.
+struct file_lines {
+    std::ifstream in;
+    awaitable<std::optional<std::string>> next() {
+        std::string line;
+        if (!std::getline(in, line)) co_return std::nullopt;
+        co_return line;
+    }
+};
+
 /// Counts the live instances of the items flowing through, and the peak.
 struct counted {
-    static inline int alive = 0;
-    static inline int peak = 0;
+    static inline std::atomic<int> alive = 0;
+    static inline std::atomic<int> peak = 0;
     std::int64_t value = 0;
     explicit counted(std::int64_t v) : value(v) { up(); }
     counted(const counted& o) : value(o.value) { up(); }
@@ -74,7 +97,11 @@ struct counted {
     counted& operator=(const counted&) = default;
     counted& operator=(counted&&) = default;
     ~counted() { --alive; }
-    static void up() { peak = std::max(peak, ++alive); }
+    static void up() {
+        const int now = ++alive;
+        for (int p = peak; now > p && !peak.compare_exchange_weak(p, now);) {
+        }
+    }
     static void reset() { alive = peak = 0; }
 };
 
@@ -457,4 +484,147 @@ TEST_CASE("a pipeline written in one expression works", "[pipeline]") {
         co_return co_await corun::pipeline(corun::range(5), corun::stage("double", slow_double)).collect();
     }());
     CHECK(out == std::vector<std::int64_t>{0, 2, 4, 6, 8});
+}
+
+TEST_CASE("cancelling the awaiting coroutine waits until every stage has ended", "[pipeline]") {
+    int running = 0;
+    // A stage that takes a moment to wind down once cancelled (it finishes a
+    // write, closes a connection): item x needs x × 100 ms whatever happens.
+    auto orderly = [&running](long x) -> awaitable<long> {
+        ++running;
+        co_await boost::asio::this_coro::reset_cancellation_state(boost::asio::disable_cancellation());
+        co_await sleep_for(x * 100ms);
+        --running;
+        co_return x;
+    };
+    SECTION("collect, with a coroutine stage and a thread pool stage") {
+        int running_then = -1;
+        int pool_running_then = -1;
+        bool timed_out = false;
+        block_on([&]() -> awaitable<void> {
+            corun::thread_pool pool{co_await corun::this_executor(), {.threads = 2}};
+            corun::pipeline p(std::vector<long>{1, 2, 3},
+                              corun::stage("orderly", orderly, {.concurrency = 3}),
+                              corun::stage("sleepy", pool, counted_sleep, {.batch = 1}));
+            try {
+                co_await corun::with_timeout(150ms, p.collect());
+            } catch (const corun::timeout_error&) {
+                timed_out = true;
+            }
+            running_then = running;
+            pool_running_then = pool_running;
+        }());
+        CHECK(timed_out);
+        CHECK(running_then == 0);
+        CHECK(pool_running_then == 0);
+    }
+    SECTION("for_each with a coroutine function") {
+        int running_then = -1;
+        bool timed_out = false;
+        block_on([&]() -> awaitable<void> {
+            corun::pipeline p(std::vector<long>{0, 3, 3},
+                              corun::stage("orderly", orderly, {.concurrency = 3}));
+            try {
+                co_await corun::with_timeout(
+                    50ms, p.for_each([](long) -> awaitable<void> { co_await sleep_for(10s); }));
+            } catch (const corun::timeout_error&) {
+                timed_out = true;
+            }
+            running_then = running;
+        }());
+        CHECK(timed_out);
+        CHECK(running_then == 0);
+    }
+}
+
+TEST_CASE("a coroutine stage may take its item by reference", "[pipeline]") {
+    std::vector<std::string> in;
+    for (int i = 0; i < 8; ++i) in.push_back("item number " + std::to_string(i) + std::string(40, '.'));
+    auto out = block_on([&]() -> awaitable<std::vector<std::string>> {
+        auto echo = [](const std::string& s) -> awaitable<std::string> {
+            co_await sleep_for(1ms);
+            co_return s;
+        };
+        corun::pipeline p(in, corun::stage("echo", echo, {.concurrency = 4}),
+                          corun::serial_stage("echo in order", echo));
+        co_return co_await p.collect();
+    }());
+    CHECK(out == in);
+}
+
+TEST_CASE("a second coroutine in next() at once gets an error, the first goes on", "[pipeline]") {
+    std::string second_error;
+    std::optional<std::int64_t> first;
+    block_on([&]() -> awaitable<void> {
+        auto ex = co_await corun::this_executor();
+        corun::pipeline p(corun::range(1000),
+                          corun::stage("slow", [](std::int64_t i) -> awaitable<std::int64_t> {
+                              co_await sleep_for(50ms);
+                              co_return i;
+                          }));
+        boost::asio::co_spawn(
+            ex, [&]() -> awaitable<void> { first = co_await p.next(); }, boost::asio::detached);
+        co_await sleep_for(5ms);
+        try {
+            co_await p.next();
+        } catch (const std::logic_error& e) {
+            second_error = e.what();
+        }
+        while (!first) co_await sleep_for(5ms);
+        co_await p.close();
+    }());
+    CHECK(second_error.find("another coroutine") != std::string::npos);
+    CHECK(first == 0);
+}
+
+TEST_CASE("a pipeline reads the lines of a file, and an asynchronous source's error names the source",
+          "[pipeline]") {
+    const std::string path = "test_pipeline_lines.txt";
+    {
+        std::ofstream out(path);
+        for (int i = 0; i < 1000; ++i) out << "line " << i << '\n';
+    }
+    auto lengths = block_on([&]() -> awaitable<std::vector<std::size_t>> {
+        corun::pipeline p(file_lines{std::ifstream(path)},
+                          corun::stage("length", [](std::string line) { return line.size(); }));
+        co_return co_await p.collect();
+    }());
+    std::remove(path.c_str());
+    REQUIRE(lengths.size() == 1000);
+    CHECK(lengths[0] == 6);
+    CHECK(lengths[999] == 8);
+
+    auto e = thrown_within<corun::stage_error>(10s, []() -> awaitable<void> {
+        int calls = 0;
+        auto source = [&calls]() -> awaitable<std::optional<int>> {
+            if (++calls == 3) throw std::runtime_error("the feed broke");
+            co_return calls;
+        };
+        corun::pipeline p(source, corun::stage("same", [](int x) { return x; }));
+        co_await p.collect();
+    }());
+    CHECK(e.stage() == "source");
+    CHECK(std::string(e.what()).find("the feed broke") != std::string::npos);
+}
+
+TEST_CASE("the default bounds keep a long pipeline's items in the low hundreds", "[pipeline]") {
+    counted::reset();
+    block_on([&]() -> awaitable<void> {
+        corun::thread_pool pool{co_await corun::this_executor(), {.threads = 2}};
+        auto fetch = [](std::int64_t i) -> awaitable<counted> {
+            co_await sleep_for(100us);
+            co_return counted(i);
+        };
+        auto touch = [](const counted& c) { return c; };
+        corun::pipeline p(corun::range(5000), corun::stage("fetch", fetch, {.concurrency = 16}),
+                          corun::stage("stop words", pool, touch), corun::stage("stem", pool, touch),
+                          corun::serial_stage("dedupe", [](counted c) { return c; }));
+        co_await p.for_each([](counted) -> awaitable<void> { co_await sleep_for(200us); });  // a slowish sink
+    }());
+    INFO("peak live items with the default options: " << counted::peak);
+    // Twice what the stages can have in flight (16 + 2 × 4 tasks × 16 items +
+    // 1) plus 16 is 306 items alive. A pool task holds an item twice while it
+    // makes the result from it: up to 2 × 4 × 16 more objects.
+    CHECK(counted::peak <= 306 + 128);
+    CHECK(counted::alive == 0);
 }

@@ -28,11 +28,13 @@ struct stage_options {
     /// in flight at once (0: twice the pool's workers). Inline and serial
     /// stages run one item at a time whatever this says.
     std::size_t concurrency = 0;
-    /// Items waiting in front of the stage; when it is full the stages before
-    /// it (and the source) are held back. 0: twice what the stage, or the one
-    /// before it, can have in flight, and at least 16.
+    /// Items in front of the stage: those waiting for it, and those the
+    /// stage before it is working on (they will land here). When it is full
+    /// the stages before it, and in the end the source, are held back. 0: what
+    /// the two stages can have in flight together, and at least 16. A serial
+    /// stage reorders its items and is bounded by `max_in_flight` alone.
     std::size_t capacity = 0;
-    /// A pool stage: the most items sent to the pool in one task (0: 64). A
+    /// A pool stage: the most items sent to the pool in one task (0: 16). A
     /// task takes what is waiting, shared between the free task slots, and
     /// starts at one item, doubling as tasks come back: the first results
     /// come quickly, a busy stage amortises the round trip over many items.
@@ -45,8 +47,9 @@ struct pipeline_options {
     bool ordered = true;
     /// Items read from the source and not yet handed out, wherever they are;
     /// the source is not read further until one leaves. This is what keeps
-    /// memory flat for an endless source. 0: the sum of the stages'
-    /// capacities and of what they can have in flight.
+    /// memory flat for an endless source, like oneTBB's token count. 0: twice
+    /// what the stages can have in flight together (a pool stage: its
+    /// concurrency × batch), plus 16. Set it for big items.
     std::size_t max_in_flight = 0;
 };
 
@@ -151,7 +154,8 @@ detail::stage_spec<void, F> serial_stage(std::string_view name, F f) {
 /// - Cancellation: cancelling the awaiting coroutine does the same and throws
 ///   `operation_aborted`; pool work in flight is cancelled by the pool's rules.
 /// - A pipeline runs once; `stats()` tells what each stage did. Dropping it
-///   mid-run cancels its work, which then ends in the background.
+///   mid-run (a `next()` loop left without `close()`) cancels its work
+///   without waiting for it.
 ///
 /// @code
 /// corun::thread_pool pool{co_await corun::this_executor()};
@@ -200,9 +204,16 @@ public:
     }
 
     /// The next result, `std::nullopt` at the end: the pipeline as a stream.
+    /// One coroutine at a time may be in `next` or `close` (a second one gets
+    /// `std::logic_error`). Like an async generator in Python, a stream left
+    /// before its end must be closed: `co_await p.close()` on every way out
+    /// of the loop, or the stages are only cancelled, not waited for, when
+    /// the pipeline is destroyed. `collect` and `for_each` do that themselves.
+    /// A cancelled `next` (`with_timeout`) stops the whole pipeline.
     awaitable<std::optional<value_type>> next() { return m_state->next(); }
 
-    /// Stops early: cancels every stage and waits for its work to end.
+    /// Stops early: cancels every stage and waits for its work to end; `next`
+    /// then gives `std::nullopt`.
     awaitable<void> close() { return m_state->close(); }
 
     /// What each stage did so far: row 0 is the source, row i the i-th stage.
@@ -211,10 +222,13 @@ public:
 private:
     static awaitable<std::vector<value_type>> collect_all(std::shared_ptr<state> s) {
         std::vector<value_type> out;
-        while (auto item = co_await s->next()) out.push_back(std::move(*item));
+        co_await for_each_result(std::move(s), [&out](value_type&& v) { out.push_back(std::move(v)); });
         co_return out;
     }
 
+    /// The consumer loop of `collect` and `for_each`: however it ends early
+    /// (a stage's error, `f`'s, a cancellation), the stages have ended before
+    /// the exception leaves.
     template <class F>
     static awaitable<void> for_each_result(std::shared_ptr<state> s, F f) {
         std::exception_ptr error;
@@ -230,7 +244,12 @@ private:
         } catch (...) {
             error = std::current_exception();
         }
+        // A cancelled coroutine would throw at the `co_await` of close()
+        // before it could wait: Asio's throw-if-cancelled is off meanwhile.
+        const bool throws = co_await asio::this_coro::throw_if_cancelled();
+        co_await asio::this_coro::throw_if_cancelled(false);
         co_await s->close();
+        co_await asio::this_coro::throw_if_cancelled(throws);
         std::rethrow_exception(error);
     }
 

@@ -158,6 +158,13 @@ struct source_position<S> {
     using type = std::ranges::iterator_t<S>;
 };
 
+/// A source the pipeline owns (a container given as an rvalue): its items
+/// can be moved out rather than copied.
+template <class S>
+inline constexpr bool owning_source = false;
+template <class R>
+inline constexpr bool owning_source<std::ranges::owning_view<R>> = true;
+
 template <class S>
 concept pipeline_source = std::ranges::input_range<S> || next_source<S> || callable_source<S>;
 
@@ -240,44 +247,46 @@ public:
 
     /// The next result; `std::nullopt` at the end.
     awaitable<std::optional<value_type>> next() {
-        if (!m_started) co_await start();
-        for (;;) {
-            if (m_error) {
-                co_await stop();
-                std::rethrow_exception(m_error);
-            }
-            if (m_closed) co_return std::nullopt;
-            asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
-            if (m_group.cancelled_from_outside() || cs.cancelled() != asio::cancellation_type::none) {
-                co_await stop();
-                throw_cancelled();
-            }
+        // The common case: a result is ready, there is nothing to wait for.
+        asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+        if (m_started && !m_error && !m_closed && !m_consuming && !m_group.cancelled_from_outside() &&
+            cs.cancelled() == asio::cancellation_type::none) {
             if (auto item = take()) {
-                // Refill once a quarter of the room is free, or nothing is
-                // left to take: not a whole pass of the stages per result.
-                if (!ready() || m_alive + m_max_in_flight / 4 <= m_max_in_flight) pump();
+                refill();
                 co_return item;
             }
-            pump();  // dropped items taken above made room
-            if (ready()) continue;
-            if (finished()) {
-                co_await stop();
-                co_return std::nullopt;
-            }
-            // Nothing running and nothing to start would be a wait forever.
-            if (m_group.pending() == 0) throw std::logic_error("corun::pipeline: stalled (a bug in corun)");
-            co_await m_group.async_wait();
         }
+        // Asio throws at every `co_await` of a cancelled coroutine, which
+        // would skip the wait for the stages: off while this waits.
+        const bool throws = co_await asio::this_coro::throw_if_cancelled();
+        co_await asio::this_coro::throw_if_cancelled(false);
+        std::optional<value_type> item;
+        std::exception_ptr error;
+        try {
+            item = co_await wait_next();
+        } catch (...) {
+            error = std::current_exception();
+        }
+        co_await asio::this_coro::throw_if_cancelled(throws);
+        if (error) std::rethrow_exception(error);
+        co_return item;
     }
 
     /// Stops every stage and waits until all their work has ended.
     awaitable<void> close() {
-        if (!m_started) {
+        const bool throws = co_await asio::this_coro::throw_if_cancelled();
+        co_await asio::this_coro::throw_if_cancelled(false);
+        std::exception_ptr error;
+        try {
+            enter();
+            if (m_started) co_await stop();
             m_started = m_closed = true;
-            co_return;
+        } catch (...) {
+            error = std::current_exception();
         }
-        co_await stop();
-        m_closed = true;
+        m_consuming = false;
+        co_await asio::this_coro::throw_if_cancelled(throws);
+        if (error) std::rethrow_exception(error);
     }
 
     /// The handle went while work was running: cancel it and stay alive until
@@ -325,6 +334,55 @@ private:
         return std::get<I>(m_stages);
     }
 
+    // ---- the consumer ----------------------------------------------------------
+
+    /// One consumer at a time: a second one would wait on the same group.
+    void enter() {
+        if (m_consuming)
+            throw std::logic_error("corun::pipeline: next() or close() while another coroutine is in one");
+        m_consuming = true;
+    }
+
+    awaitable<std::optional<value_type>> wait_next() {
+        enter();
+        struct leave {
+            bool& consuming;
+            ~leave() { consuming = false; }
+        } guard{m_consuming};
+        if (!m_started) co_await start();
+        for (;;) {
+            if (m_error) {
+                co_await stop();
+                std::rethrow_exception(m_error);
+            }
+            if (m_closed) co_return std::nullopt;
+            asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+            if (m_group.cancelled_from_outside() || cs.cancelled() != asio::cancellation_type::none) {
+                co_await stop();
+                throw_cancelled();
+            }
+            if (auto item = take()) {
+                refill();
+                co_return item;
+            }
+            pump();  // dropped items taken above made room
+            if (ready()) continue;
+            if (finished()) {
+                co_await stop();
+                co_return std::nullopt;
+            }
+            // Nothing running and nothing to start would be a wait forever.
+            if (m_group.pending() == 0) throw std::logic_error("corun::pipeline: stalled (a bug in corun)");
+            co_await m_group.async_wait();
+        }
+    }
+
+    /// After a result is taken: refill once a quarter of the room is free, or
+    /// nothing is left to take, rather than a whole pass of the stages per result.
+    void refill() {
+        if (!ready() || m_alive + m_max_in_flight / 4 <= m_max_in_flight) pump();
+    }
+
     // ---- set-up --------------------------------------------------------------
 
     awaitable<void> start() {
@@ -337,7 +395,9 @@ private:
         pump();
     }
 
-    /// Fills in each stage's defaults; returns the automatic `max_in_flight`.
+    /// Fills in each stage's defaults; returns the automatic `max_in_flight`:
+    /// twice what all the stages can have in flight at once, enough to keep
+    /// each busy while the next batch waits in front of it.
     template <std::size_t... I>
     std::size_t size_stages(std::index_sequence<I...>) {
         std::size_t total = 0;
@@ -350,17 +410,16 @@ private:
             } else if constexpr (T::on_pool) {
                 s.concurrency =
                     o.concurrency ? o.concurrency : 2 * std::max<std::size_t>(1, s.spec.pool->workers());
-                s.batch = o.batch ? o.batch : 64;
+                s.batch = o.batch ? o.batch : 16;
             } else if constexpr (T::coroutine) {
                 s.concurrency = o.concurrency ? o.concurrency : 1;
             }
-            s.capacity =
-                o.capacity ? o.capacity : std::max<std::size_t>({16, 2 * s.max_in_flight(), 2 * before});
+            s.capacity = o.capacity ? o.capacity : std::max<std::size_t>(16, s.max_in_flight() + before);
             before = s.max_in_flight();
-            total += s.capacity + s.max_in_flight();
+            total += s.max_in_flight();
         };
         (one(std::get<I>(m_stages)), ...);
-        return total + 16;  // and some room for results not yet taken
+        return 2 * total + 16;
     }
 
     // ---- moving items along ---------------------------------------------------
@@ -394,6 +453,7 @@ private:
             }
         } while (m_pump_again);
         m_pumping = false;
+        if (m_error && !m_group.stopping()) m_group.cancel_all();
     }
 
     void after_event() {
@@ -506,7 +566,7 @@ private:
             const auto start = pipeline_clock::now();
             std::optional<typename T::raw> child;
             try {
-                child.emplace(std::invoke(s.spec.f, std::move(item)));
+                child.emplace(call_owning<typename T::raw>(s.spec.f, std::move(item)));
             } catch (...) {
                 fail(I + 1);
                 return;
@@ -528,6 +588,17 @@ private:
                 return;
             }
             pass_on<I>(seq, std::move(*value));
+        }
+    }
+
+    /// `f(item)` in a frame that owns the item, so that a coroutine stage
+    /// taking its item by reference reads it while it runs.
+    template <class A, class F, class In>
+    static A call_owning(F& f, In item) {
+        if constexpr (std::is_void_v<typename unwrap_awaitable<A>::type>) {
+            co_await std::invoke(f, std::move(item));
+        } else {
+            co_return co_await std::invoke(f, std::move(item));
         }
     }
 
@@ -652,7 +723,11 @@ private:
                         m_source_done = true;
                         break;
                     }
-                    item.emplace(**m_it);
+                    if constexpr (owning_source<Source>) {
+                        item.emplace(std::ranges::iter_move(*m_it));  // the pipeline's own: moved out
+                    } else {
+                        item.emplace(**m_it);
+                    }
                     ++*m_it;
                 } catch (...) {
                     fail(0);
@@ -750,19 +825,17 @@ private:
         } catch (...) {
             m_error = std::make_exception_ptr(stage_error(m_stats[index].name, index));
         }
-        m_group.cancel_all();
+        // The other stages are cancelled at the end of the next pump, not
+        // here: this may run inside the failing child, and Asio 1.81 throws
+        // out of a child cancelled while it runs synchronously.
         m_group.notify();
     }
 
-    /// Cancels whatever still runs and waits for all of it to end. A
-    /// cancelled awaiting coroutine would throw at its next `co_await`, so its
-    /// cancellation state is reset first: the wait must happen.
+    /// Cancels whatever still runs and waits for all of it to end (its caller
+    /// has turned Asio's throw-if-cancelled off, so the wait happens).
     awaitable<void> stop() {
         if (m_group.pending() != 0) {
             m_group.cancel_all();
-            asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
-            if (cs.cancelled() != asio::cancellation_type::none)
-                co_await asio::this_coro::reset_cancellation_state();
             while (m_group.pending() != 0) co_await m_group.async_wait();
         }
         if constexpr (requires { m_source.close(); }) {
@@ -793,6 +866,7 @@ private:
     bool m_source_busy = false;
     bool m_source_closed = false;
     bool m_pumping = false;
+    bool m_consuming = false;  // a coroutine is in next() or close()
     bool m_pump_again = false;
 
     reorder_buffer<value_type> m_done;        // ordered results
