@@ -34,7 +34,7 @@ struct stage_options {
     /// the two stages can have in flight together, and at least 16. A serial
     /// stage reorders its items and is bounded by `max_in_flight` alone.
     std::size_t capacity = 0;
-    /// A pool stage: the most items sent to the pool in one task (0: 16). A
+    /// A pool stage: the most items sent to the pool in one task (0: 32). A
     /// task takes what is waiting, shared between the free task slots, and
     /// starts at one item, doubling as tasks come back: the first results
     /// come quickly, a busy stage amortises the round trip over many items.

@@ -410,7 +410,7 @@ private:
             } else if constexpr (T::on_pool) {
                 s.concurrency =
                     o.concurrency ? o.concurrency : 2 * std::max<std::size_t>(1, s.spec.pool->workers());
-                s.batch = o.batch ? o.batch : 16;
+                s.batch = o.batch ? o.batch : 32;
             } else if constexpr (T::coroutine) {
                 s.concurrency = o.concurrency ? o.concurrency : 1;
             }
