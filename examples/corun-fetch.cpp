@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "httpbin/httpbin.hpp"
+#include "json_text.hpp"
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
@@ -445,33 +446,8 @@ void print_table(const settings& s, std::size_t workers, const std::vector<summa
     }
 }
 
-// JSON by hand: the object is small and flat, and Boost.JSON would print every
-// double in exponent form (0.1 as 1E-1), which is hard on a human reader.
-std::string json_string(std::string_view text) {
-    std::string out = "\"";
-    for (const char ch : text) {
-        const auto u = static_cast<unsigned char>(ch);
-        if (ch == '"' || ch == '\\') {
-            out += '\\';
-            out += ch;
-        } else if (u < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", u);
-            out += buf;
-        } else {
-            out += ch;
-        }
-    }
-    return out + "\"";
-}
-
-std::string json_number(double v) {
-    if (!std::isfinite(v)) return "null";
-    v = std::round(v * 1e6) / 1e6;
-    char buf[64];
-    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    return std::string(buf, ec == std::errc{} ? end : buf);
-}
+using examples::json_number;
+using examples::json_string;
 
 template <class Map>
 std::string json_counts(const Map& counts) {

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "httpbin/httpbin.hpp"
+#include "json_text.hpp"
 #include "textpipe/text.hpp"
 
 using clock_type = std::chrono::steady_clock;
@@ -375,31 +376,8 @@ void print_table(const std::string& what, const std::vector<outcome>& modes, std
         std::printf("  %-16s %llu\n", word.c_str(), static_cast<unsigned long long>(n));
 }
 
-// JSON by hand, as corun-fetch does: the objects are small and flat.
-std::string json_string(std::string_view text) {
-    std::string out = "\"";
-    for (const char ch : text) {
-        const auto u = static_cast<unsigned char>(ch);
-        if (ch == '"' || ch == '\\') {
-            out += '\\';
-            out += ch;
-        } else if (u < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", u);
-            out += buf;
-        } else {
-            out += ch;
-        }
-    }
-    return out + "\"";
-}
-
-std::string json_number(double v) {
-    v = std::round(v * 1e6) / 1e6;
-    char buf[64];
-    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    return std::string(buf, ec == std::errc{} ? end : buf);
-}
+using examples::json_number;
+using examples::json_string;
 
 /// A digest of every (word, count), the same for equal counts whatever the
 /// hash table's order: lets a reader of the JSON compare modes and runs.
