@@ -188,7 +188,6 @@ public:
         ++m_base;
         return item;
     }
-    std::size_t size() const { return m_slots.size(); }
 
 private:
     std::deque<std::optional<std::optional<T>>> m_slots;
