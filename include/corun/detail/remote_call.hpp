@@ -126,10 +126,6 @@ using call_result_t = wire_result_t<typename call_result<Mode, F, E>::type>;
 template <call_mode Mode, class R>
 using chunk_result_t = std::conditional_t<Mode == call_mode::each_timed, timed_chunk<R>, std::vector<R>>;
 
-/// Calls `f` on each item of `chunk`.
-template <call_mode Mode, class F, class E>
-chunk_result_t<Mode, call_result_t<Mode, F, E>> call_chunk(F& f, const std::vector<E>& chunk);
-
 /// One item of `map` or `starmap`, a `void` result as `std::monostate`.
 template <call_mode Mode, class F, class E>
 call_result_t<Mode, F, std::remove_cvref_t<E>> call_one(F& f, E&& e) {
@@ -145,6 +141,22 @@ call_result_t<Mode, F, std::remove_cvref_t<E>> call_one(F& f, E&& e) {
         return {};
     } else {
         return call();
+    }
+}
+
+/// Calls `f` on each item of `chunk`; `each_timed` also says how long that took.
+template <call_mode Mode, class F, class E>
+chunk_result_t<Mode, call_result_t<Mode, F, E>> call_chunk(F& f, const std::vector<E>& chunk) {
+    std::vector<call_result_t<Mode, F, E>> results;
+    results.reserve(chunk.size());
+    if constexpr (Mode == call_mode::each_timed) {
+        const auto start = std::chrono::steady_clock::now();
+        for (const E& e : chunk) results.push_back(call_one<Mode>(f, e));
+        const auto busy = std::chrono::steady_clock::now() - start;
+        return {std::move(results), std::chrono::duration_cast<std::chrono::nanoseconds>(busy).count()};
+    } else {
+        for (const E& e : chunk) results.push_back(call_one<Mode>(f, e));
+        return results;
     }
 }
 
@@ -167,20 +179,6 @@ void invoke(wire::reader& in, wire::writer& out) {
             wire::put(out, call_chunk<Mode>(f, wire::get<std::vector<E>>(in)));
         }
     });
-}
-
-template <call_mode Mode, class F, class E>
-chunk_result_t<Mode, call_result_t<Mode, F, E>> call_chunk(F& f, const std::vector<E>& chunk) {
-    const auto start = std::chrono::steady_clock::now();
-    std::vector<call_result_t<Mode, F, E>> results;
-    results.reserve(chunk.size());
-    for (const E& e : chunk) results.push_back(call_one<Mode>(f, e));
-    if constexpr (Mode == call_mode::each_timed) {
-        const auto busy = std::chrono::steady_clock::now() - start;
-        return {std::move(results), std::chrono::duration_cast<std::chrono::nanoseconds>(busy).count()};
-    } else {
-        return results;
-    }
 }
 
 /// Writes the head of a task frame's payload: which invoker, and the callable.
