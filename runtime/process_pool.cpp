@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,13 +12,19 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <random>
+#include <system_error>
 #include <thread>
 
+#include "failure.hpp"
 #include "frame.hpp"
+#include "frame_buffer.hpp"
+#include "output_relay.hpp"
 #include "worker.hpp"
 
 namespace corun {
@@ -31,9 +38,14 @@ remote_error::remote_error(std::string type_name, std::string message, int pid)
       m_message(std::move(message)),
       m_pid(pid) {}
 
+pool_closed::pool_closed(const std::string& reason)
+    : std::logic_error("corun: the pool is closed: " + reason), m_reason(reason) {}
+
 namespace detail {
 
 namespace {
+
+using clock = std::chrono::steady_clock;
 
 std::exception_ptr aborted() {
     return std::make_exception_ptr(
@@ -46,97 +58,120 @@ std::size_t big_writes(const boost::system::error_code& ec, std::size_t) {
     return ec ? 0 : std::size_t(4) << 20;
 }
 
-void write_all(int fd, const char* p, std::size_t n) {
-    while (n > 0) {
-        const ssize_t k = ::write(fd, p, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0 && errno == EAGAIN) {
-            pollfd pf{fd, POLLOUT, 0};
-            ::poll(&pf, 1, -1);
-            continue;
-        }
-        if (k <= 0) return;
-        p += k;
-        n -= static_cast<std::size_t>(k);
-    }
-}
+/// How long, once the pool is going, workers and their output get before
+/// they are killed or dropped: the bound on a destructor's wait.
+constexpr auto shutdown_grace = std::chrono::milliseconds(1000);
+/// How long a dead worker's output pipes are read for, when something it
+/// started holds them open.
+constexpr auto output_after_exit = std::chrono::milliseconds(1000);
+/// Respawning after a failure (no descriptors, fork refused) backs off from
+/// the first to the last.
+constexpr auto respawn_first_delay = std::chrono::milliseconds(10);
+constexpr auto respawn_max_delay = std::chrono::milliseconds(1000);
 
 }  // namespace
 
 /// One worker process as the parent sees it.
 struct worker_proc {
-    worker_proc(const executor& ex, std::uint32_t i, const server_message& m)
+    worker_proc(const executor& ex, std::uint32_t i, const server_message& m, worker_board* b,
+                std::uint64_t seq)
         : index(i),
           pid(m.pid),
           channel(ex, asio::local::stream_protocol(), m.fds[0]),
           out(ex, m.fds[1]),
-          err(ex, m.fds[2]) {
+          err(ex, m.fds[2]),
+          output_deadline(ex),
+          board(b),
+          next_seq(seq) {
         out.non_blocking(true);
         err.non_blocking(true);
     }
+    ~worker_proc() { ::munmap(board, sizeof(worker_board)); }
 
-    using clock = std::chrono::steady_clock;
     struct held {
-        std::uint64_t id;
-        pool_task* task;  // null once cancelled: its answer is dropped
+        std::uint64_t seq;
+        pool_task* task;  // null once withdrawn or failed: its answer is dropped
         clock::time_point sent;
-    };
-    /// Forwards what the worker prints to the parent's descriptor, whole lines only.
-    struct relay {
-        std::string partial;
-        bool open = true;
     };
 
     std::uint32_t index;
     pid_t pid;
     asio::local::stream_protocol::socket channel;
     asio::posix::stream_descriptor out, err;
-    relay relays[2];
-    /// Answers as they arrive; grown without zero-filling (a chunk's answer
-    /// can be megabytes) and compacted after each read.
-    std::unique_ptr<char[]> rbuf = std::unique_ptr<char[]>(new char[1 << 16]);
-    std::size_t rcap = 1 << 16, rpos = 0, rend = 0;
-    void reserve(std::size_t n) {
-        if (n <= rcap) return;
-        std::unique_ptr<char[]> bigger(new char[n]);
-        std::memcpy(bigger.get(), rbuf.get(), rend);
-        rbuf = std::move(bigger);
-        rcap = n;
-    }
-    using frame_ptr = std::shared_ptr<const std::string>;
-    // Frames to send, and the bytes of the write in progress: one buffer, which
-    // measured twice as fast as a gather-write of the frames themselves.
-    std::vector<frame_ptr> pending;
+    asio::steady_timer output_deadline;
+    worker_board* board;
+    line_splitter lines[2];
+    bool relay_open[2] = {true, true};
+    bool relay_paused[2] = {false, false};
+    bool output_expired = false;
+    /// Answers as they arrive, [rpos, rend) not yet parsed.
+    frame_buffer rbuf;
+    std::size_t rpos = 0, rend = 0;
+    /// Frames to send with their sequence numbers, and the bytes of the write
+    /// in progress: one buffer, which measured twice as fast as a gather-write
+    /// of the frames themselves.
+    std::vector<std::pair<std::shared_ptr<const std::string>, std::uint64_t>> pending;
     std::string writing_bytes;
     bool writing = false;
     std::deque<held> inflight;
+    std::uint64_t next_seq;
     std::size_t assigned = 0;
     bool retiring = false;      // has had its share of tasks; leaves when idle
+    bool doomed = false;        // killed by the pool: takes nothing more
     bool channel_down = false;  // end of file, error, or we closed it
     bool exited = false;        // the fork server reaped it
     int status = 0;
     std::string protocol_error;
+    bool cancelled_by_pool = false;  // killed to cancel its task
 
     /// Tasks are sent ahead only to a worker whose tasks have proved short:
     /// queued behind a long one, a task would wait while another worker idles.
     bool available(std::size_t prefetch, bool batch) const {
-        return !channel_down && !retiring && inflight.size() < (short_tasks || batch ? prefetch : 1);
+        return !channel_down && !retiring && !doomed &&
+               inflight.size() < (short_tasks || batch ? prefetch : 1);
+    }
+    bool busy() const {
+        return std::any_of(inflight.begin(), inflight.end(), [](const held& h) { return h.task != nullptr; });
     }
     bool short_tasks = false;
-    bool answered = false;           // has sent at least one answer
-    bool cancelled_by_pool = false;  // killed to cancel its task
     clock::time_point last_answer{};
+};
+
+class process_pool_core;
+
+/// The pools of one event loop. When the loop is destroyed with tasks still
+/// pending (a coroutine awaiting one is never resumed), their handlers must
+/// be destroyed like every other pending handler, so that the coroutines'
+/// frames, and the pools they own, are destroyed too: the pools hold their
+/// tasks, so nothing else would ever free them.
+class pool_service : public asio::execution_context::service {
+public:
+    static inline asio::execution_context::id id;
+
+    explicit pool_service(asio::execution_context& context) : service(context) {}
+
+    void add(const std::shared_ptr<process_pool_core>& core) {
+        std::erase_if(m_cores, [](const auto& c) { return c.expired(); });
+        m_cores.push_back(core);
+    }
+
+private:
+    void shutdown() override;
+
+    std::vector<std::weak_ptr<process_pool_core>> m_cores;
 };
 
 class process_pool_core : public std::enable_shared_from_this<process_pool_core> {
 public:
     process_pool_core(executor ex, process_pool_options options)
-        : m_ex(std::move(ex)), m_options(std::move(options)), m_control_wait(m_ex) {
+        : m_ex(std::move(ex)), m_options(std::move(options)), m_control_wait(m_ex), m_respawn_timer(m_ex) {
         if (m_options.workers == 0) m_options.workers = std::max(1u, std::thread::hardware_concurrency());
-        if (m_options.prefetch == 0) m_options.prefetch = 1;
+        m_options.prefetch = std::clamp<std::size_t>(m_options.prefetch, 1, worker_board::slots);
+        if (m_options.max_frame_size == 0) m_options.max_frame_size = 1;
     }
 
-    /// Forks the server and the first workers; blocks until they are all there.
+    /// Forks the server and the first workers; blocks until they are all
+    /// there. Leaves nothing behind if it throws.
     void start() {
         auto& context = asio::query(m_ex, asio::execution::context);
         // The fork server only ever forks and waits: it never runs or tears
@@ -144,28 +179,67 @@ public:
         context.notify_fork(asio::execution_context::fork_prepare);
         m_server = start_fork_server(m_options);
         context.notify_fork(asio::execution_context::fork_parent);
-        m_workers.resize(m_options.workers);
-        for (std::uint32_t i = 0; i < m_options.workers; ++i) request_worker(m_server.control, i);
-        std::vector<server_message> early_exits;
-        for (std::size_t started = 0; started < m_options.workers;) {
-            server_message m;
-            bool gone = false;
-            if (!receive_server_message(m_server.control, m, gone)) {
-                if (gone) throw std::runtime_error("corun: the fork server died while starting workers");
-                continue;
+        std::vector<server_message> spawned, early_exits;
+        try {
+            for (std::uint32_t i = 0; i < m_options.workers; ++i)
+                if (!request_worker(m_server.control, i)) throw server_gone_error();
+            std::exception_ptr failure;  // the first; every answer is still awaited, to clean up
+            for (std::size_t answers = 0; answers < m_options.workers;) {
+                server_message m = receive_blocking();
+                if (m.kind == server_message::exited) {
+                    early_exits.push_back(m);
+                    continue;
+                }
+                ++answers;
+                if (m.kind == server_message::spawned && !m.fds_lost) {
+                    spawned.push_back(m);
+                    continue;
+                }
+                if (m.kind == server_message::spawned) spawned_without_fds(m);
+                if (!failure) failure = std::make_exception_ptr(start_failure(m));
             }
-            if (m.kind == server_message::spawned) {
-                add_worker(m);
-                ++started;
-            } else {
-                early_exits.push_back(m);
+            if (failure) std::rethrow_exception(failure);
+            const int watch = ::fcntl(m_server.control, F_DUPFD_CLOEXEC, 0);
+            if (watch < 0) throw system_failure(errno, "corun: process_pool: dup of its control socket");
+            m_control_wait.assign(watch);
+            try {
+                m_relay = std::make_unique<output_relay>(m_ex, [weak = weak_from_this()] {
+                    if (auto self = weak.lock()) self->resume_output();
+                });
+            } catch (const std::system_error& e) {
+                throw system_failure(e.code().value(), "corun: process_pool: cannot start its output thread");
             }
+        } catch (...) {
+            abandon_start(spawned);
+            throw;
         }
-        m_control_wait.assign(::dup(m_server.control));
+        m_workers.resize(m_options.workers);
+        for (auto& m : spawned) add_worker(m);
+        if (m_spawn_error) {  // a worker's board could not be mapped
+            const auto e = m_spawn_error;
+            shutdown();
+            std::rethrow_exception(e);
+        }
         m_control_wait.non_blocking(true);
         ::fcntl(m_server.control, F_SETFL, ::fcntl(m_server.control, F_GETFL) | O_NONBLOCK);
         for (auto& m : early_exits) on_server_message(m);
         wait_control();
+        asio::use_service<pool_service>(asio::query(m_ex, asio::execution::context)).add(shared_from_this());
+    }
+
+    /// The event loop is being destroyed: every pending task's handler is
+    /// destroyed uncalled (which may destroy this pool's owner, and so run
+    /// `shutdown`).
+    void abandon_tasks() {
+        if (m_finished) return;
+        m_closed = true;
+        std::vector<pool_task*> tasks(m_queue.begin(), m_queue.end());
+        m_queue.clear();
+        for (auto& w : m_workers)
+            if (w)
+                for (auto& h : w->inflight)
+                    if (h.task) tasks.push_back(std::exchange(h.task, nullptr));
+        for (pool_task* t : tasks) t->abandon();
     }
 
     const executor& get_executor() const { return m_ex; }
@@ -174,19 +248,18 @@ public:
     std::vector<int> pids() const {
         std::vector<int> out;
         for (auto& w : m_workers)
-            if (w && !w->channel_down) out.push_back(w->pid);
+            if (w && !w->channel_down && !w->doomed) out.push_back(w->pid);
         return out;
     }
 
     void submit(pool_task* t) {
-        if (m_closed) {
-            t->complete(std::make_exception_ptr(pool_closed()), {});
-            return;
-        }
-        t->id = ++m_next_id;
-        const frame_header h{static_cast<std::uint32_t>(t->frame->size() - sizeof(frame_header)), task_frame,
-                             t->id};
-        std::memcpy(t->frame->data(), &h, sizeof h);
+        if (m_closed) return t->complete(std::make_exception_ptr(pool_closed(m_close_reason)), {});
+        const std::uint64_t size = t->frame->size() - sizeof(frame_header);
+        if (size > m_options.max_frame_size)
+            return t->complete(std::make_exception_ptr(value_too_large("a task (its function and arguments)",
+                                                                       size, m_options.max_frame_size)),
+                               {});
+        if (m_spawn_error && !live_workers() && m_spawning == 0) return t->complete(m_spawn_error, {});
         m_queue.push_back(t);
         dispatch();
     }
@@ -202,64 +275,64 @@ public:
             auto h =
                 std::find_if(w->inflight.begin(), w->inflight.end(), [t](auto& e) { return e.task == t; });
             if (h == w->inflight.end()) continue;
-            if (h != w->inflight.begin()) {
-                // Still waiting in the worker's queue: drop its answer later.
-                h->task = nullptr;
-                t->complete(aborted(), {});
-                return;
+            h->task = nullptr;
+            if (!w->board->withdraw(h->seq)) {
+                // Started: the only way to stop it is to kill its worker. The
+                // tasks sent after it have not started and never will there:
+                // they go back to the pool at once.
+                std::vector<pool_task*> others;
+                for (auto r = std::next(h); r != w->inflight.end(); ++r)
+                    if (r->task && w->board->withdraw(r->seq))
+                        others.push_back(std::exchange(r->task, nullptr));
+                m_queue.insert(m_queue.begin(), others.begin(), others.end());
+                w->cancelled_by_pool = true;
+                kill_worker(*w);
             }
-            // Running: the only way to stop it is to kill its worker. The
-            // tasks queued behind it did nothing wrong and go back to the pool.
-            w->inflight.pop_front();
-            for (auto r = w->inflight.rbegin(); r != w->inflight.rend(); ++r)
-                if (r->task) m_queue.push_front(r->task);
-            w->inflight.clear();
-            w->cancelled_by_pool = true;
-            if (!w->exited) ::kill(w->pid, SIGKILL);
-            channel_down(w);
             t->complete(aborted(), {});
             dispatch();
+            check_join();
             return;
         }
     }
 
-    void close() { m_closed = true; }
+    void close(const std::string& reason) {
+        if (m_closed) return;
+        m_closed = true;
+        m_close_reason = reason;
+        check_join();
+    }
 
     void terminate() {
-        m_closed = true;
+        close("terminate() was called");
         fail_queued(aborted());
         for (auto& w : m_workers) {
             if (!w) continue;
-            for (auto& h : w->inflight)
-                if (h.task) h.task->complete(aborted(), {});
-            w->inflight.clear();
-            if (!w->exited) ::kill(w->pid, SIGKILL);
-            channel_down(w);
+            fail_held(*w, aborted());
+            kill_worker(*w);
         }
         check_join();
     }
 
-    void join(erased_handler<> h) {
-        m_join_waiters.push_back(std::move(h));
+    void join(join_waiters::handler h) {
+        close("close() was called");
+        if (m_finished) return h.post(nullptr);
+        m_join_waiters.add(std::move(h));
         check_join();
     }
 
     /// The destructor's close-and-join: blocking, for when no coroutine can
-    /// await it any more.
+    /// await it any more, and bounded whatever the workers, the fork server or
+    /// the reader of our stdout do.
     void shutdown() {
         if (m_finished) return;
-        m_closed = true;
+        close("the pool was destroyed");
         fail_queued(aborted());
         for (auto& w : m_workers) {
             if (!w) continue;
-            bool busy = false;
-            for (auto& h : w->inflight) {
-                if (h.task) h.task->complete(aborted(), {});
-                busy = true;
-            }
-            w->inflight.clear();
-            if (busy && !w->exited) ::kill(w->pid, SIGKILL);  // its answers would be thrown away
-            channel_down(w);
+            const bool busy = w->busy();
+            fail_held(*w, aborted());
+            if (busy) kill_worker(*w);  // its answers would be thrown away
+            let_go(*w);
         }
         finish_blocking();
     }
@@ -267,12 +340,80 @@ public:
 private:
     using worker_ptr = std::shared_ptr<worker_proc>;
 
+    static std::system_error server_gone_error() {
+        return std::system_error(ECHILD, std::generic_category(),
+                                 "corun: process_pool: the fork server died");
+    }
+
+    /// Waits (bounded) for the server's next message, while starting.
+    server_message receive_blocking() {
+        for (;;) {
+            pollfd p{m_server.control, POLLIN, 0};
+            const int r = ::poll(&p, 1, 30'000);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0)
+                throw std::system_error(ETIMEDOUT, std::generic_category(),
+                                        "corun: process_pool: the fork server does not answer");
+            server_message m;
+            bool gone = false;
+            if (receive_server_message(m_server.control, m, gone)) return m;
+            if (gone) throw server_gone_error();
+        }
+    }
+
+    std::system_error start_failure(const server_message& m) const {
+        const std::string which = "corun: process_pool: cannot start worker " + std::to_string(m.index + 1) +
+                                  " of " + std::to_string(m_options.workers);
+        if (m.kind == server_message::spawned)
+            return system_failure(EMFILE, which + ": no descriptor left for its channel and output pipes");
+        return system_failure(m.status, which + ": " + spawn_stage_name(m.stage) + " failed");
+    }
+
+    /// A worker whose descriptors did not all arrive (this process is out of
+    /// them): it is unreachable, so it goes.
+    static void spawned_without_fds(const server_message& m) {
+        for (int fd : m.fds)
+            if (fd >= 0) ::close(fd);
+        ::kill(m.pid, SIGKILL);
+    }
+
+    /// Undoes a start that failed: every worker killed, every descriptor
+    /// closed, the server reaped.
+    void abandon_start(const std::vector<server_message>& spawned) {
+        for (auto& m : spawned) {
+            for (int fd : m.fds)
+                if (fd >= 0) ::close(fd);
+            if (m.pid > 0) ::kill(m.pid, SIGKILL);
+        }
+        finish_blocking();
+    }
+
     void add_worker(const server_message& m) {
-        auto w = std::make_shared<worker_proc>(m_ex, m.index, m);
+        void* board = ::mmap(nullptr, sizeof(worker_board), PROT_READ | PROT_WRITE, MAP_SHARED, m.fds[3], 0);
+        ::close(m.fds[3]);
+        if (board == MAP_FAILED) {
+            ::close(m.fds[0]);
+            ::close(m.fds[1]);
+            ::close(m.fds[2]);
+            ::kill(m.pid, SIGKILL);
+            return spawn_failed(m.index,
+                                system_failure(errno, "corun: process_pool: cannot map a worker's board"));
+        }
+        std::uniform_int_distribution<std::uint64_t> first_seq(1, max_seq / 2);
+        auto w = std::make_shared<worker_proc>(m_ex, m.index, m, static_cast<worker_board*>(board),
+                                               first_seq(m_random));
         m_workers[m.index] = w;
-        read_channel(w);
-        read_output(w, 0);
-        read_output(w, 1);
+        m_spawn_error = nullptr;
+        m_respawn_delay = respawn_first_delay;
+        wait_channel(w);
+        wait_output(w, 0);
+        wait_output(w, 1);
+    }
+
+    std::size_t live_workers() const {
+        return static_cast<std::size_t>(
+            std::count_if(m_workers.begin(), m_workers.end(),
+                          [](const worker_ptr& w) { return w && !w->channel_down && !w->doomed; }));
     }
 
     // ---- dispatching ----------------------------------------------------
@@ -293,8 +434,10 @@ private:
     }
 
     void send(worker_proc& w, pool_task* t) {
-        w.inflight.push_back({t->id, t, worker_proc::clock::now()});
-        w.pending.push_back(t->frame);
+        const std::uint64_t seq = w.next_seq++;
+        w.board->mark_queued(seq);
+        w.inflight.push_back({seq, t, clock::now()});
+        w.pending.emplace_back(t->frame, seq);
         if (m_options.max_tasks_per_child && ++w.assigned >= m_options.max_tasks_per_child) w.retiring = true;
         if (!w.writing) start_write(m_workers[w.index]);
     }
@@ -303,7 +446,11 @@ private:
         if (w->pending.empty() || w->channel_down) return;
         w->writing = true;
         w->writing_bytes.clear();
-        for (auto& f : w->pending) w->writing_bytes += *f;
+        for (auto& [frame, seq] : w->pending) {
+            const frame_header h{frame->size() - sizeof(frame_header), task_frame, 0, seq};
+            w->writing_bytes.append(reinterpret_cast<const char*>(&h), sizeof h);
+            w->writing_bytes.append(*frame, sizeof(frame_header));
+        }
         w->pending.clear();
         asio::async_write(w->channel, asio::buffer(w->writing_bytes), big_writes,
                           [self = shared_from_this(), w](boost::system::error_code ec, std::size_t) {
@@ -315,147 +462,225 @@ private:
 
     // ---- answers from a worker --------------------------------------------
 
-    void read_channel(const worker_ptr& w) {
-        if (w->rcap - w->rend < 4096) w->reserve(w->rcap * 2);
-        w->channel.async_read_some(
-            asio::buffer(w->rbuf.get() + w->rend, w->rcap - w->rend),
-            [self = shared_from_this(), w](boost::system::error_code ec, std::size_t n) {
-                if (self->m_finished || w->channel_down) return;
-                if (ec) {
-                    if (w->rend != w->rpos)
-                        w->protocol_error = "ended in the middle of a frame (truncated frame)";
-                    self->channel_down(w);
-                    return;
-                }
-                w->rend += n;
-                if (self->parse(w)) self->read_channel(w);
-            });
+    /// Reads the channel here rather than with async_read_some, so that no
+    /// bytes can sit in a completion not yet run when the worker's exit makes
+    /// us read the rest at once.
+    void wait_channel(const worker_ptr& w) {
+        w->channel.async_wait(asio::socket_base::wait_read,
+                              [self = shared_from_this(), w](boost::system::error_code ec) {
+                                  if (self->m_finished || w->channel_down) return;
+                                  if (ec) return self->channel_down(w);
+                                  if (self->pump_channel(w)) self->wait_channel(w);
+                              });
+    }
+
+    /// Reads and handles what the channel holds; false once it is down.
+    bool pump_channel(const worker_ptr& w) {
+        constexpr std::size_t chunk = 1 << 16;
+        std::size_t budget = std::size_t(16) << 20;  // then let others run
+        while (budget > 0) {
+            try {
+                if (w->rbuf.capacity() - w->rend < chunk) w->rbuf.resize_capacity(grown_capacity(*w));
+            } catch (const std::bad_alloc&) {
+                return fail_protocol(w, "sent a frame this process has no memory for");
+            }
+            const ssize_t n = ::recv(w->channel.native_handle(), w->rbuf.data() + w->rend,
+                                     w->rbuf.capacity() - w->rend, MSG_DONTWAIT);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+            if (n <= 0) {
+                if (w->rend != w->rpos && w->protocol_error.empty())
+                    w->protocol_error = "ended in the middle of a frame (truncated frame)";
+                channel_down(w);
+                return false;
+            }
+            w->rend += static_cast<std::size_t>(n);
+            budget -= std::min(budget, static_cast<std::size_t>(n));
+            if (!parse(w)) return false;
+        }
+        return true;
+    }
+
+    /// The buffer's next capacity: doubled, but never beyond what the frame
+    /// being received has announced, so that memory follows the bytes.
+    std::size_t grown_capacity(const worker_proc& w) const {
+        std::size_t want = std::max<std::size_t>(w.rbuf.capacity() * 2, 1 << 17);
+        if (w.rend - w.rpos >= sizeof(frame_header)) {
+            frame_header h;
+            std::memcpy(&h, w.rbuf.data() + w.rpos, sizeof h);
+            want = std::min<std::size_t>(
+                want, std::max<std::size_t>(w.rend + (1 << 16), w.rpos + sizeof h + h.length));
+        }
+        return want;
+    }
+
+    bool fail_protocol(const worker_ptr& w, std::string what) {
+        w->protocol_error = std::move(what);
+        kill_worker(*w);
+        channel_down(w);
+        return false;
     }
 
     /// Handles every complete frame; false when the worker broke the protocol.
     bool parse(const worker_ptr& w) {
+        bool answered = false;
         while (w->rend - w->rpos >= sizeof(frame_header)) {
             frame_header h;
-            std::memcpy(&h, w->rbuf.get() + w->rpos, sizeof h);
-            std::string bad;
-            if (h.length > max_frame_payload)
-                bad = "sent an oversized frame (" + std::to_string(h.length) + " bytes)";
-            else if (h.kind != result_frame && h.kind != failure_frame)
-                bad = "sent a malformed frame (kind " + std::to_string(h.kind) + ")";
-            else if (w->inflight.empty() || w->inflight.front().id != h.id)
-                bad = "sent a malformed frame (answer to task " + std::to_string(h.id) +
-                      ", which it does not hold)";
-            if (!bad.empty()) {
-                w->protocol_error = std::move(bad);
-                ::kill(w->pid, SIGKILL);
-                channel_down(w);
-                return false;
-            }
-            if (w->rend - w->rpos - sizeof h < h.length) {
-                const std::size_t need = sizeof h + h.length;
-                if (w->rcap - w->rpos < need) w->reserve(w->rpos + need + 4096);
-                break;
-            }
-            const std::string_view payload(w->rbuf.get() + w->rpos + sizeof h, h.length);
+            std::memcpy(&h, w->rbuf.data() + w->rpos, sizeof h);
+            if (h.kind != result_frame && h.kind != failure_frame && h.kind != skipped_frame)
+                return fail_protocol(w, "sent a malformed frame (kind " + std::to_string(h.kind) + ")");
+            // A worker keeps its results within max_frame_size itself: more is junk.
+            if (h.length > m_options.max_frame_size + 4096)
+                return fail_protocol(w, "sent an oversized frame (" + std::to_string(h.length) + " bytes)");
+            if (w->inflight.empty() || w->inflight.front().seq != h.id)
+                return fail_protocol(w, "sent a malformed frame (an answer to a task it does not hold)");
+            if (w->rend - w->rpos - sizeof h < h.length) break;
+            const std::string_view payload(w->rbuf.data() + w->rpos + sizeof h, h.length);
             w->rpos += sizeof h + h.length;
-            pool_task* t = w->inflight.front().task;
-            const auto now = worker_proc::clock::now();
-            w->short_tasks =
-                now - std::max(w->inflight.front().sent, w->last_answer) < std::chrono::milliseconds(1);
-            w->last_answer = now;
-            w->answered = true;
+            const auto held = w->inflight.front();
             w->inflight.pop_front();
-            if (t) {
+            answered = true;
+            if (h.kind == skipped_frame) {
+                // It did not run: withdrawn, or (if the page was scribbled on)
+                // not; either way it may still run elsewhere.
+                if (held.task) m_queue.push_front(held.task);
+                continue;
+            }
+            const auto now = clock::now();
+            w->short_tasks = now - std::max(held.sent, w->last_answer) < std::chrono::milliseconds(1);
+            w->last_answer = now;
+            if (held.task) {
                 if (h.kind == result_frame)
-                    t->complete(nullptr, payload);
+                    held.task->complete(nullptr, payload);
                 else
-                    t->complete(decode_failure(payload, w->pid), {});
+                    held.task->complete(decode_failure(payload, w->pid), {});
             }
         }
         // Keep the partial frame at the front of the buffer.
-        std::memmove(w->rbuf.get(), w->rbuf.get() + w->rpos, w->rend - w->rpos);
+        std::memmove(w->rbuf.data(), w->rbuf.data() + w->rpos, w->rend - w->rpos);
         w->rend -= w->rpos;
         w->rpos = 0;
-        if (w->retiring && w->inflight.empty()) ::shutdown(w->channel.native_handle(), SHUT_WR);
-        dispatch();
-        check_join();
+        if (w->rend == 0 && w->rbuf.capacity() > (std::size_t(1) << 20)) w->rbuf.resize_capacity(1 << 16);
+        if (answered) {
+            if (w->retiring && w->inflight.empty()) let_go(*w);
+            dispatch();
+            check_join();
+        }
         return true;
     }
 
     // ---- a worker leaving ----------------------------------------------------
 
-    void channel_down(worker_ptr w) {
+    /// Kills a worker (the fork server reports its exit and kills its group).
+    static void kill_worker(worker_proc& w) {
+        w.doomed = true;
+        if (!w.exited) ::kill(w.pid, SIGKILL);
+    }
+
+    /// Lets an idle worker go: end of file on its channel makes it exit.
+    static void let_go(worker_proc& w) {
+        w.retiring = true;
+        if (!w.channel_down) ::shutdown(w.channel.native_handle(), SHUT_WR);
+    }
+
+    void fail_held(worker_proc& w, std::exception_ptr e) {
+        for (auto& h : w.inflight)
+            if (auto* t = std::exchange(h.task, nullptr)) t->complete(e, {});
+    }
+
+    void channel_down(const worker_ptr& w) {
         if (w->channel_down) return;
         w->channel_down = true;
         boost::system::error_code ignored;
         w->channel.close(ignored);
         // A worker that closed its channel but lives on is made to exit, so
         // that its exit is always reported.
-        if (!w->exited && (!w->inflight.empty() || !w->protocol_error.empty())) ::kill(w->pid, SIGKILL);
+        if (!w->exited && (w->busy() || !w->protocol_error.empty())) kill_worker(*w);
         maybe_remove(w);
     }
 
     void on_server_message(const server_message& m) {
-        if (m.kind == server_message::spawned) {
-            --m_spawning;
-            if (m.fds[0] < 0 || m.fds[1] < 0 || m.fds[2] < 0) {
-                // Out of descriptors: the worker is unreachable. Let it go; the
-                // pool carries on with the workers it has.
-                for (int fd : m.fds)
-                    if (fd >= 0) ::close(fd);
-                ::kill(m.pid, SIGKILL);
+        switch (m.kind) {
+            case server_message::spawned:
+                --m_spawning;
+                if (m.fds_lost) {
+                    spawned_without_fds(m);
+                    return spawn_failed(m.index, start_failure(m));
+                }
+                if (m_finished) {
+                    for (int fd : m.fds) ::close(fd);
+                    return;
+                }
+                add_worker(m);
+                dispatch();
                 check_join();
                 return;
-            }
-            if (m_finished) {
-                for (int fd : m.fds) ::close(fd);
-                return;
-            }
-            add_worker(m);
-            dispatch();
-            check_join();
-            return;
-        }
-        for (auto& w : m_workers) {
-            if (w && w->pid == m.pid) {
-                w->exited = true;
-                w->status = m.status;
-                maybe_remove(w);
-                return;
-            }
+            case server_message::spawn_failed:
+                --m_spawning;
+                return spawn_failed(m.index, start_failure(m));
+            default:
+                for (auto* list : {&m_workers, &m_retired})
+                    for (auto& w : *list)
+                        if (w && w->pid == m.pid) return worker_exited(w, m.status);
         }
     }
 
-    /// Once its channel is down and its exit reported: fail what it held,
-    /// replace it if there is work or the pool is open.
+    /// The fork server reaped it: that is the word on its death, whoever
+    /// else still holds its channel (something a task started).
+    void worker_exited(worker_ptr w, int status) {
+        w->exited = true;
+        w->status = status;
+        if (!w->channel_down) {
+            pump_channel(w);  // what it wrote before it died
+            channel_down(w);
+        }
+        if (w->relay_open[0] || w->relay_open[1]) {
+            w->output_deadline.expires_after(output_after_exit);
+            w->output_deadline.async_wait([self = shared_from_this(), w](boost::system::error_code ec) {
+                if (ec || self->m_finished) return;
+                w->output_expired = true;
+                self->end_expired_output(w);
+            });
+        }
+        maybe_remove(w);
+    }
+
+    /// Once its channel is down and its exit reported: what it was running
+    /// failed, what it never started goes back to the pool, and it is
+    /// replaced if there is work or the pool is open.
     void maybe_remove(worker_ptr w) {  // by value: it clears the slot it may come from
         if (!w->channel_down || !w->exited || m_workers[w->index] != w) return;
-        if (!w->inflight.empty()) {
-            const auto e = std::make_exception_ptr(crash_error(*w));
-            for (auto& h : w->inflight)
-                if (h.task) h.task->complete(e, {});
-            w->inflight.clear();
+        std::vector<pool_task*> again;
+        for (auto& h : w->inflight) {
+            if (!h.task) continue;
+            if (w->board->never_started(h.seq))
+                again.push_back(h.task);
+            else
+                h.task->complete(std::make_exception_ptr(crash_error(*w)), {});
         }
-        m_retired.push_back(w);  // its output may still be draining
+        w->inflight.clear();
+        m_queue.insert(m_queue.begin(), again.begin(), again.end());
+        if (w->relay_open[0] || w->relay_open[1]) m_retired.push_back(w);  // its output is still draining
         m_workers[w->index] = nullptr;
-        // Workers that die before answering anything, again and again (a
+        // Workers that die before they are ready, again and again (a
         // failing initializer, a broken environment), would be replaced
-        // forever: past a few in a row the pool gives up and says why.
-        m_fruitless = w->answered || w->cancelled_by_pool ? 0 : m_fruitless + 1;
+        // forever: past a few in a row the pool gives up and says why. A
+        // task that kills its worker is that task's failure, not the pool's.
+        const bool ready = w->board->ready.load() != 0;
+        m_fruitless = ready || w->cancelled_by_pool ? 0 : m_fruitless + 1;
         const bool init_failed = WIFEXITED(w->status) && WEXITSTATUS(w->status) == initializer_failed;
-        if (init_failed || m_fruitless >= std::max<std::size_t>(5, 2 * m_options.workers)) {
-            m_closed = true;
-            fail_queued(std::make_exception_ptr(worker_crashed(
-                w->pid, 0, WIFEXITED(w->status) ? WEXITSTATUS(w->status) : -1,
-                init_failed ? "corun: the pool's initializer failed in worker " + std::to_string(w->pid) +
-                                  " (see its stderr); the pool is closed"
-                            : "corun: workers keep dying before answering (" +
-                                  std::string(crash_error(*w).what()) + "); the pool is closed")));
+        if (!m_closed && (init_failed || m_fruitless >= std::max<std::size_t>(5, 2 * m_options.workers))) {
+            const std::string why = init_failed ? "its initializer failed in worker " +
+                                                      std::to_string(w->pid) + " (see its stderr)"
+                                                : "workers keep dying before they are ready (" +
+                                                      std::string(crash_error(*w).what()) + ")";
+            close(why);
+            fail_queued(std::make_exception_ptr(
+                worker_crashed(w->pid, 0, WIFEXITED(w->status) ? WEXITSTATUS(w->status) : -1,
+                               "corun: " + why + "; the pool is closed")));
         }
-        if (!m_server_gone && (!m_closed || !m_queue.empty())) {
-            ++m_spawning;
-            request_worker(m_server.control, w->index);
-        }
+        if (!m_closed || !m_queue.empty()) respawn(w->index);
+        dispatch();
         check_join();
     }
 
@@ -469,12 +694,48 @@ private:
             what += " was killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
         else if (code == initializer_failed)
             what += " exited: the pool's initializer failed (see its stderr)";
+        else if (code == worker_out_of_memory)
+            what += " ran out of memory taking in a task (memory_limit)";
         else
             what += " exited with code " + std::to_string(code);
         return worker_crashed(w.pid, sig, code, what);
     }
 
-    // ---- the fork server ------------------------------------------------------
+    // ---- the fork server and respawning ----------------------------------------
+
+    void respawn(std::uint32_t index) {
+        if (m_server_gone || m_finished) return;
+        ++m_spawning;
+        if (!request_worker(m_server.control, index)) {
+            --m_spawning;
+            server_died();
+        }
+    }
+
+    /// A worker could not be made (no descriptors, fork refused): the slot
+    /// is retried with a growing delay. Meanwhile, with no worker left,
+    /// tasks fail at once with the cause rather than wait for who knows how
+    /// long.
+    void spawn_failed(std::uint32_t index, const std::system_error& cause) {
+        m_spawn_error = std::make_exception_ptr(cause);
+        m_respawn_wanted.push_back(index);
+        if (!live_workers() && m_spawning == 0) fail_queued(m_spawn_error);
+        if (m_respawn_armed) return;
+        m_respawn_armed = true;
+        m_respawn_timer.expires_after(m_respawn_delay);
+        m_respawn_delay = std::min<clock::duration>(m_respawn_delay * 2, respawn_max_delay);
+        m_respawn_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+            auto self = weak.lock();
+            if (!self || ec || self->m_finished) return;
+            self->m_respawn_armed = false;
+            auto wanted = std::move(self->m_respawn_wanted);
+            self->m_respawn_wanted.clear();
+            for (auto index : wanted)
+                if (!self->m_closed || !self->m_queue.empty()) self->respawn(index);
+            self->check_join();
+        });
+        check_join();
+    }
 
     void wait_control() {
         m_control_wait.async_wait(asio::posix::stream_descriptor::wait_read,
@@ -490,29 +751,21 @@ private:
     }
 
     void server_died() {
+        if (m_server_gone) return;
         m_server_gone = true;
-        m_closed = true;
         const auto e = std::make_exception_ptr(
             worker_crashed(m_server.pid, 0, -1, "corun: the pool's fork server died; the pool is closed"));
+        close("its fork server died");
         fail_queued(e);
         for (auto& w : m_workers) {
             if (!w) continue;
-            for (auto& h : w->inflight)
-                if (h.task) h.task->complete(e, {});
-            w->inflight.clear();
-            ::kill(w->pid, SIGKILL);
-            // Nobody is left to report their exits: count them as reported.
-            w->exited = true;
-            w->status = SIGKILL;  // as waitpid would say: killed by SIGKILL
-            // A worker whose channel was already down waited only for its
-            // exit report, which will never come now: remove it here.
-            if (w->channel_down) {
-                maybe_remove(w);
-            } else {
-                channel_down(w);
-            }
+            fail_held(*w, e);
+            kill_worker(*w);
+            // Nobody is left to report its exit: count it as reported.
+            worker_exited(w, SIGKILL);  // as waitpid would say: killed by SIGKILL
         }
         m_spawning = 0;
+        m_respawn_wanted.clear();
         check_join();
     }
 
@@ -521,68 +774,90 @@ private:
     /// Waits for output and reads it here rather than with async_read_some, so
     /// that bytes taken from the pipe are never left in a completion handler
     /// that might not run (the pool being destroyed).
-    void read_output(const worker_ptr& w, int which) {
+    void wait_output(const worker_ptr& w, int which) {
         auto& pipe = which == 0 ? w->out : w->err;
         pipe.async_wait(asio::posix::stream_descriptor::wait_read,
                         [self = shared_from_this(), w, which](boost::system::error_code ec) {
-                            if (self->m_finished || !w->relays[which].open) return;
-                            if (!ec && self->pump_output(*w, which)) return self->read_output(w, which);
-                            self->relay_end(*w, which);
-                            self->forget_silent_workers();
-                            self->check_join();
+                            if (self->m_finished || !w->relay_open[which]) return;
+                            if (ec) return self->relay_end(w, which);
+                            self->pump_output(w, which);
                         });
     }
 
-    /// Relays what can be read now; false at the end of the output.
-    bool pump_output(worker_proc& w, int which) {
+    /// Relays what the pipe holds now, up to a budget; then waits for more,
+    /// or for room when the relay's backlog is full.
+    void pump_output(const worker_ptr& w, int which) {
+        if (!read_output(*w, which, std::size_t(1) << 18)) return relay_end(w, which);
+        if (m_relay->full()) {
+            w->relay_paused[which] = true;
+            m_paused.push_back(w);
+            m_relay->want_room();
+            return;
+        }
+        wait_output(w, which);
+    }
+
+    /// Reads up to `budget` bytes into the relay; false at the end of the output.
+    bool read_output(worker_proc& w, int which, std::size_t budget) {
         const int fd = (which == 0 ? w.out : w.err).native_handle();
         char buf[1 << 14];
-        for (;;) {
-            const ssize_t n = ::read(fd, buf, sizeof buf);
+        std::string lines;
+        bool open = true;
+        while (budget > 0) {
+            const ssize_t n = ::read(fd, buf, std::min(sizeof buf, budget));
             if (n > 0) {
-                relay(w, which, std::string_view(buf, static_cast<std::size_t>(n)));
+                w.lines[which].feed(std::string_view(buf, static_cast<std::size_t>(n)), prefix(w), lines);
+                budget -= static_cast<std::size_t>(n);
                 continue;
             }
             if (n < 0 && errno == EINTR) continue;
-            return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+            open = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+            break;
         }
+        m_relay->push(which + 1, std::move(lines));
+        return open;
     }
 
-    void relay(worker_proc& w, int which, std::string_view data) {
-        auto& r = w.relays[which];
-        r.partial.append(data);
-        const std::size_t last = r.partial.rfind('\n');
-        if (last == std::string::npos) return;
-        std::string lines;
-        if (m_options.prefix_output) {
-            const std::string prefix = "[worker " + std::to_string(w.index) + "] ";
-            std::size_t start = 0;
-            while (start <= last) {
-                const std::size_t end = r.partial.find('\n', start);
-                lines += prefix;
-                lines.append(r.partial, start, end + 1 - start);
-                start = end + 1;
+    std::string prefix(const worker_proc& w) const {
+        return m_options.prefix_output ? "[worker " + std::to_string(w.index) + "] " : std::string();
+    }
+
+    void resume_output() {
+        auto paused = std::move(m_paused);
+        m_paused.clear();
+        for (auto& w : paused) {
+            for (int which : {0, 1}) {
+                if (!w->relay_paused[which]) continue;
+                w->relay_paused[which] = false;
+                if (w->relay_open[which] && !m_finished) pump_output(w, which);
             }
-        } else {
-            lines.assign(r.partial, 0, last + 1);
+            if (w->output_expired) end_expired_output(w);
         }
-        r.partial.erase(0, last + 1);
-        write_all(which == 0 ? STDOUT_FILENO : STDERR_FILENO, lines.data(), lines.size());
     }
 
-    void relay_end(worker_proc& w, int which) {
-        auto& r = w.relays[which];
-        if (!r.open) return;
-        r.open = false;
-        if (!r.partial.empty()) relay(w, which, "\n");
+    /// A dead worker's pipes are closed once read, unless something it started
+    /// holds them open: then after `output_after_exit`, back-pressure aside.
+    void end_expired_output(const worker_ptr& w) {
+        for (int which : {0, 1}) {
+            if (!w->relay_open[which] || w->relay_paused[which]) continue;
+            read_output(*w, which, std::size_t(1) << 18);
+            relay_end(w, which);
+        }
+    }
+
+    void relay_end(const worker_ptr& w, int which) {
+        if (!w->relay_open[which]) return;
+        w->relay_open[which] = false;
+        std::string last;
+        w->lines[which].finish(prefix(*w), last);
+        m_relay->push(which + 1, std::move(last));
         boost::system::error_code ignored;
-        (which == 0 ? w.out : w.err).close(ignored);
-    }
-
-    /// A replaced worker is kept only until its output has been drained.
-    void forget_silent_workers() {
-        std::erase_if(m_retired,
-                      [](const worker_ptr& w) { return !w->relays[0].open && !w->relays[1].open; });
+        (which == 0 ? w->out : w->err).close(ignored);
+        if (!w->relay_open[0] && !w->relay_open[1]) {
+            w->output_deadline.cancel();
+            std::erase(m_retired, w);
+            check_join();
+        }
     }
 
     // ---- closing -------------------------------------------------------------
@@ -593,97 +868,149 @@ private:
         for (pool_task* t : queued) t->complete(e, {});
     }
 
-    bool workers_busy() const {
-        for (auto& w : m_workers)
-            if (w && !w->inflight.empty()) return true;
-        return false;
-    }
-
     void check_join() {
-        if (!m_closed || m_finished || !m_queue.empty() || workers_busy()) return;
-        // Idle and closed: let the workers go (end of file makes them exit).
+        if (!m_closed || m_finished || !m_queue.empty()) return;
         for (auto& w : m_workers)
-            if (w && !w->channel_down) {
-                w->retiring = true;
-                ::shutdown(w->channel.native_handle(), SHUT_WR);
-            }
+            if (w && w->busy()) return;
+        // Idle and closed: let the workers go (end of file makes them exit).
+        m_respawn_wanted.clear();
+        for (auto& w : m_workers)
+            if (w) let_go(*w);
         if (m_join_waiters.empty()) return;
         for (auto& w : m_workers)
-            if (w) return;  // still to exit
-        if (m_spawning) return;
-        for (auto& w : m_retired)
-            if (w->relays[0].open || w->relays[1].open) return;  // output still draining
+            if (w) return;                             // still to exit
+        if (m_spawning || !m_retired.empty()) return;  // a worker coming, output still draining
         finish_blocking();
     }
 
     /// Stops the server and reaps it, draining what the workers still print.
+    /// Bounded: past the grace, everything left is killed.
     void finish_blocking() {
         m_finished = true;
-        if (m_server.control >= 0) {
-            ::close(m_server.control);
-            m_server.control = -1;
-        }
+        const auto deadline = clock::now() + shutdown_grace + std::chrono::milliseconds(500);
         boost::system::error_code ignored;
         m_control_wait.close(ignored);
-        drain_output();
-        if (m_server.pid > 0) {
-            while (::waitpid(m_server.pid, nullptr, 0) < 0 && errno == EINTR) {
-            }
-            m_server.pid = -1;
-        }
-        for (auto& w : m_workers)
-            if (w) m_retired.push_back(std::move(w));
-        for (auto& w : m_retired) {
-            w->channel.close(ignored);
-            w->out.close(ignored);
-            w->err.close(ignored);
-        }
+        m_respawn_timer.cancel();
+        // End of file on the control socket: the server lets its workers go,
+        // kills those still there after its grace, and exits. A worker it
+        // made for us that we have not received yet has its channel closed
+        // with the socket, and leaves at once.
+        if (m_server.control >= 0) ::close(m_server.control);
+        m_server.control = -1;
+        drain_output(deadline);
+        reap_server(deadline);
+        if (m_relay) m_relay->flush(clock::now() + shutdown_grace);
+        m_relay.reset();
+        for (auto* list : {&m_workers, &m_retired})
+            for (auto& w : *list)
+                if (w) {
+                    w->channel.close(ignored);
+                    w->out.close(ignored);
+                    w->err.close(ignored);
+                    w->output_deadline.cancel();
+                }
         m_retired.clear();
         m_workers.clear();
-        for (auto& h : m_join_waiters) h.post();
-        m_join_waiters.clear();
+        m_paused.clear();
+        m_join_waiters.complete_all();
     }
 
-    /// Reads every worker's output to its end (the server exits once its last
-    /// worker is reaped, closing nothing of ours, so this waits on the workers).
-    void drain_output() {
-        std::vector<std::pair<worker_proc*, int>> open;
+    /// Reads every worker's output to its end, or until `deadline` (something
+    /// a task started may hold a pipe open, or print for ever).
+    void drain_output(clock::time_point deadline) {
+        if (!m_relay) return;
+        std::vector<std::pair<worker_ptr, int>> open;
         for (auto* list : {&m_workers, &m_retired})
             for (auto& w : *list)
                 if (w)
                     for (int which : {0, 1})
-                        if (w->relays[which].open) open.emplace_back(w.get(), which);
+                        if (w->relay_open[which]) open.emplace_back(w, which);
         while (!open.empty()) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now()).count();
+            if (left <= 0 || m_relay->full()) break;
             std::vector<pollfd> fds;
             for (auto& [w, which] : open)
                 fds.push_back({(which == 0 ? w->out : w->err).native_handle(), POLLIN, 0});
-            if (::poll(fds.data(), fds.size(), 2000) <= 0) break;  // a grandchild holds a pipe: give up
+            if (::poll(fds.data(), fds.size(), static_cast<int>(left)) <= 0) break;
             for (std::size_t i = fds.size(); i-- > 0;) {
                 if (!fds[i].revents) continue;
                 auto [w, which] = open[i];
-                if (!pump_output(*w, which)) {
-                    relay_end(*w, which);
+                if (!read_output(*w, which, std::size_t(1) << 18)) {
+                    relay_end(w, which);
                     open.erase(open.begin() + static_cast<std::ptrdiff_t>(i));
                 }
             }
         }
+        for (auto& [w, which] : open) relay_end(w, which);
+    }
+
+    /// Waits for the server to exit until `deadline`; then kills it and every
+    /// worker group it may not have killed (it may be stopped). Never a
+    /// blocking waitpid: with SIGCHLD ignored, or reaped by the application's
+    /// own handler, the server is never ours to wait for.
+    void reap_server(clock::time_point deadline) {
+        if (m_server.pid <= 0) return;
+        auto exited = [&](int timeout_ms) {
+            if (m_server.pidfd >= 0) {
+                pollfd p{m_server.pidfd, POLLIN, 0};
+                if (::poll(&p, 1, timeout_ms) == 0) return false;
+            } else if (timeout_ms > 0) {
+                ::usleep(static_cast<useconds_t>(std::min(timeout_ms, 10)) * 1000);
+            }
+            const pid_t r = ::waitpid(m_server.pid, nullptr, WNOHANG);
+            return r == m_server.pid || (r < 0 && errno == ECHILD);
+        };
+        bool gone = false;
+        while (!gone) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now()).count();
+            if (left <= 0) break;
+            gone = exited(static_cast<int>(std::min<long>(left, 100)));
+        }
+        if (!gone) {
+            for (auto* list : {&m_workers, &m_retired})
+                for (auto& w : *list)
+                    if (w && !w->exited) {
+                        ::killpg(w->pid, SIGKILL);
+                        ::kill(w->pid, SIGKILL);
+                    }
+            ::kill(m_server.pid, SIGKILL);  // its workers die with it (PR_SET_PDEATHSIG)
+            for (int i = 0; i < 500 && !gone; ++i) gone = exited(10);
+        }
+        if (m_server.pidfd >= 0) ::close(m_server.pidfd);
+        m_server.pidfd = -1;
+        m_server.pid = -1;
     }
 
     executor m_ex;
     process_pool_options m_options;
     fork_server_handle m_server;
     asio::posix::stream_descriptor m_control_wait;
+    std::unique_ptr<output_relay> m_relay;
     std::vector<worker_ptr> m_workers;  // by worker index; null while replaced
-    std::vector<worker_ptr> m_retired;
+    std::vector<worker_ptr> m_retired;  // gone, their output still draining
+    std::vector<worker_ptr> m_paused;   // their output waits for the relay to have room
     std::deque<pool_task*> m_queue;
-    std::vector<erased_handler<>> m_join_waiters;
-    std::uint64_t m_next_id = 0;
+    join_waiters m_join_waiters;
+    std::mt19937_64 m_random{std::random_device{}()};
     std::size_t m_spawning = 0;
-    std::size_t m_fruitless = 0;  // workers in a row that died without answering
+    std::size_t m_fruitless = 0;  // workers in a row that died before they were ready
+    std::exception_ptr m_spawn_error;
+    std::vector<std::uint32_t> m_respawn_wanted;
+    asio::steady_timer m_respawn_timer;
+    clock::duration m_respawn_delay = respawn_first_delay;
+    bool m_respawn_armed = false;
+    std::string m_close_reason;
     bool m_closed = false;
     bool m_finished = false;
     bool m_server_gone = false;
 };
+
+void pool_service::shutdown() {
+    auto cores = std::move(m_cores);
+    m_cores.clear();
+    for (auto& weak : cores)
+        if (auto core = weak.lock()) core->abandon_tasks();
+}
 
 std::string new_task_frame() {
     return std::string(sizeof(frame_header), '\0');
@@ -715,13 +1042,12 @@ std::vector<int> process_pool::worker_pids() const {
     return m_core->pids();
 }
 void process_pool::close() {
-    m_core->close();
+    m_core->close("close() was called");
 }
 void process_pool::terminate() {
     m_core->terminate();
 }
-void process_pool::start_join(detail::erased_handler<> handler) {
-    m_core->close();
+void process_pool::start_join(detail::join_waiters::handler handler) {
     m_core->join(std::move(handler));
 }
 

@@ -19,10 +19,10 @@ thread_pool::~thread_pool() {
     m_threads.join();
 }
 
-void thread_pool::start_join(detail::erased_handler<> handler) {
+void thread_pool::start_join(detail::join_waiters::handler handler) {
     m_state->closed = true;
-    if (m_state->outstanding == 0) return handler.post();
-    m_state->joiners.push_back(std::move(handler));
+    if (m_state->outstanding == 0) return handler.post(nullptr);
+    m_state->joiners.add(std::move(handler));
 }
 
 }  // namespace corun

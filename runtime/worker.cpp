@@ -4,28 +4,34 @@
 // task code itself.
 #include "worker.hpp"
 
-#include <cxxabi.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <new>
-#include <stdexcept>
 #include <system_error>
-#include <typeinfo>
+#include <vector>
 
 #include "corun/detail/remote_call.hpp"
+#include "corun/pool_errors.hpp"
+#include "failure.hpp"
 #include "frame.hpp"
 
 namespace corun::detail {
@@ -54,109 +60,159 @@ void follow_parent(pid_t parent) {
     if (getppid() != parent) _exit(0);  // it died before prctl took effect
 }
 
-std::string demangle(const char* name) {
-    int status = 0;
-    std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status), std::free);
-    return status == 0 && d ? d.get() : name;
+/// The parent's signal handlers and mask (a test framework's, a crash
+/// reporter's, SIGCHLD ignored by a server) are not ours: a crash must kill a
+/// worker so that the pool sees it, and the fork server must see its
+/// children exit.
+void default_signals() {
+    for (int sig = 1; sig < NSIG; ++sig)
+        if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+void append_header(std::string& out, frame_kind kind, std::uint64_t id, std::uint64_t length = 0) {
+    const frame_header h{length, kind, 0, id};
+    out.append(reinterpret_cast<const char*>(&h), sizeof h);
 }
 
 // ---- the worker ----------------------------------------------------------
 
-enum failure_kind : std::uint8_t {
-    other,
-    logic_error,
-    invalid_argument,
-    domain_error,
-    length_error,
-    out_of_range,
-    runtime_error,
-    range_error,
-    overflow_error,
-    underflow_error,
-    bad_alloc,
-    system_error,
-};
+void append_failure(std::string& out, std::uint64_t id, std::exception_ptr error) {
+    const std::size_t at = out.size();
+    append_header(out, failure_frame, id);
+    encode_failure(out, std::move(error));
+    const frame_header answer{out.size() - at - sizeof(frame_header), failure_frame, 0, id};
+    std::memcpy(out.data() + at, &answer, sizeof answer);
+}
 
-/// Runs every complete task frame in `in` from `pos`, appending answers to `out`.
-std::size_t run_frames(std::string& in, std::size_t pos, std::string& out) {
+/// Sends the answers in `out`, after what the task printed.
+void send_answers(int fd, std::string& out) {
+    if (out.empty()) return;
+    std::fflush(stdout);
+    std::fflush(stderr);
+    write_all(fd, out.data(), out.size());
+    out.clear();
+}
+
+/// Runs every complete task frame in `in` from `pos`; returns the new `pos`.
+/// Each answer is sent before the next task starts: if that one crashes the
+/// worker, the tasks before it have delivered their results. A task
+/// withdrawn before it started is answered as skipped.
+std::size_t run_frames(int fd, std::string& in, std::size_t pos, std::string& out, worker_board& board,
+                       std::uint64_t max_frame) {
     while (in.size() - pos >= sizeof(frame_header)) {
         frame_header h;
         std::memcpy(&h, in.data() + pos, sizeof h);
         if (in.size() - pos - sizeof h < h.length) break;
         const std::string_view payload(in.data() + pos + sizeof h, h.length);
         pos += sizeof h + h.length;
-
+        if (h.kind != task_frame) _exit(0);  // not our parent talking: stop
+        if (!board.claim(h.id)) {
+            append_header(out, skipped_frame, h.id);
+            continue;
+        }
         const std::size_t at = out.size();
-        out.append(sizeof(frame_header), '\0');
-        frame_header answer{0, result_frame, h.id};
+        append_header(out, result_frame, h.id);
         try {
             wire::reader r(payload);
             wire::writer w(out);
             run_task(r, w);
+            const std::uint64_t size = out.size() - at - sizeof h;
+            if (size > max_frame) throw value_too_large("the result of a task", size, max_frame);
+            const frame_header answer{size, result_frame, 0, h.id};
+            std::memcpy(out.data() + at, &answer, sizeof answer);
         } catch (...) {
-            out.resize(at + sizeof(frame_header));
-            answer.kind = failure_frame;
-            encode_failure(out, std::current_exception());
+            out.resize(at);
+            append_failure(out, h.id, std::current_exception());
         }
-        answer.length = static_cast<std::uint32_t>(out.size() - at - sizeof(frame_header));
-        std::memcpy(out.data() + at, &answer, sizeof answer);
+        send_answers(fd, out);
     }
     return pos;
 }
 
 /// Reads tasks and answers them, in order, until the parent closes the
-/// channel. Answers are written when no further task is already waiting, so a
-/// burst of tasks costs one write.
-[[noreturn]] void worker_loop(int fd) {
+/// channel.
+[[noreturn]] void worker_loop(int fd, worker_board& board, std::uint64_t max_frame) {
     std::string in, out;
     std::size_t pos = 0;
     constexpr std::size_t buffer_size = 1 << 16;
     std::unique_ptr<char[]> buf(new char[buffer_size]);
+    std::uint64_t discard = 0;  // bytes left of a task frame there was no memory for
     for (;;) {
-        pos = run_frames(in, pos, out);
-        if (!out.empty()) {
-            std::fflush(stdout);
-            std::fflush(stderr);
-            write_all(fd, out.data(), out.size());
-            out.clear();
-        }
+        pos = run_frames(fd, in, pos, out, board, max_frame);
+        send_answers(fd, out);
         if (pos == in.size()) {
             in.clear();
             pos = 0;
         }
-        // Read what the frame being received still needs in one go (a map
-        // chunk can be megabytes), or a buffer's worth.
-        std::size_t want = 1 << 16;
-        if (in.size() - pos >= sizeof(frame_header)) {
+        // Make room for the whole of the frame being received (a map chunk can
+        // be megabytes), so that it is read in place.
+        if (discard == 0 && in.size() - pos >= sizeof(frame_header)) {
             frame_header h;
             std::memcpy(&h, in.data() + pos, sizeof h);
-            want = std::max(want, sizeof h + h.length - (in.size() - pos));
+            const std::uint64_t missing = sizeof h + h.length - (in.size() - pos);
+            try {
+                if (in.capacity() < in.size() + missing) {
+                    in.erase(0, pos);
+                    pos = 0;
+                    in.reserve(in.size() + missing);
+                }
+            } catch (const std::bad_alloc&) {
+                // No room for this task under memory_limit: it fails with
+                // bad_alloc, its bytes are read and dropped.
+                if (board.claim(h.id)) {
+                    append_failure(out, h.id, std::current_exception());
+                } else {
+                    append_header(out, skipped_frame, h.id);
+                }
+                discard = missing;
+                in.resize(pos);
+                continue;
+            }
         }
-        if (in.capacity() < in.size() + want) in.reserve(in.size() + want);
-        const ssize_t n = ::read(fd, buf.get(), std::min<std::size_t>(want, buffer_size));
+        const ssize_t n = ::read(fd, buf.get(), buffer_size);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             std::fflush(stdout);
             std::fflush(stderr);
             _exit(0);
         }
-        in.append(buf.get(), static_cast<std::size_t>(n));
+        std::size_t got = static_cast<std::size_t>(n);
+        const std::size_t dropped = static_cast<std::size_t>(std::min<std::uint64_t>(discard, got));
+        discard -= dropped;
+        try {
+            in.append(buf.get() + dropped, got - dropped);
+        } catch (const std::bad_alloc&) {
+            _exit(worker_out_of_memory);
+        }
     }
 }
 
+/// The size of this process's address space, in bytes.
+std::size_t address_space_size() {
+    std::FILE* f = std::fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (f) {
+        if (std::fscanf(f, "%lu", &pages) != 1) pages = 0;
+        std::fclose(f);
+    }
+    return pages * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+}
+
 [[noreturn]] void worker_main(const process_pool_options& options, pid_t server, int channel, int out,
-                              int err) {
+                              int err, worker_board* board) {
     follow_parent(server);
-    // The parent's signal handlers (a test framework's, a crash reporter's)
-    // are not the worker's: a crash must kill it so that the pool sees it.
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, nullptr);
-    for (int sig = 1; sig < NSIG; ++sig)
-        if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+    // A group of its own: when it exits, whatever a task started in it is
+    // killed with it (the fork server kills the group).
+    setpgid(0, 0);
+    default_signals();
     const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0 ||
-        dup2(channel, worker_channel_fd) < 0)
+    if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) die("worker set-up");
+    // The channel is close-on-exec: a program a task runs never holds it.
+    if (channel == worker_channel_fd ? fcntl(channel, F_SETFD, FD_CLOEXEC) < 0
+                                     : dup3(channel, worker_channel_fd, O_CLOEXEC) < 0)
         die("worker set-up");
     // Nothing of the parent's or the server's stays open: no socket, no
     // listening port, no event loop descriptor.
@@ -164,8 +220,11 @@ std::size_t run_frames(std::string& in, std::size_t pos, std::string& out) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     std::setvbuf(stderr, nullptr, _IOLBF, 0);
     if (options.memory_limit != 0) {
-        const rlimit limit{options.memory_limit, options.memory_limit};
-        if (setrlimit(RLIMIT_AS, &limit) != 0) die("setrlimit");
+        // The worker starts with a copy of the parent's address space: the
+        // limit is on what it allocates beyond that.
+        const rlim_t limit = address_space_size() + options.memory_limit;
+        const rlimit l{limit, limit};
+        if (setrlimit(RLIMIT_AS, &l) != 0) die("setrlimit");
     }
     if (options.initializer) {
         try {
@@ -178,7 +237,8 @@ std::size_t run_frames(std::string& in, std::size_t pos, std::string& out) {
             _exit(initializer_failed);
         }
     }
-    worker_loop(worker_channel_fd);
+    board->ready.store(1);
+    worker_loop(worker_channel_fd, *board, options.max_frame_size);
 }
 
 // ---- the fork server ------------------------------------------------------
@@ -188,9 +248,10 @@ bool send_message(int control, const server_message& m, int nfds) {
     struct {
         std::uint32_t kind, index;
         std::int32_t pid, status;
-    } body{m.kind, m.index, m.pid, m.status};
+        std::uint32_t stage;
+    } body{m.kind, m.index, m.pid, m.status, m.stage};
     iovec iov{&body, sizeof body};
-    alignas(cmsghdr) char control_buf[CMSG_SPACE(sizeof(int) * 3)] = {};
+    alignas(cmsghdr) char control_buf[CMSG_SPACE(sizeof(int) * 4)] = {};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -209,100 +270,219 @@ bool send_message(int control, const server_message& m, int nfds) {
     return true;
 }
 
-/// Forks a worker for slot `index`; false when it could not be handed over.
-bool spawn_worker(const process_pool_options& options, int control, int sigfd, std::uint32_t index) {
-    int channel[2], out[2], err[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
-        pipe2(err, O_CLOEXEC) != 0)
-        die("fork server: socketpair/pipe");
-    std::fflush(nullptr);
-    const pid_t server = getpid();
-    const pid_t pid = fork();
-    if (pid < 0) die("fork server: fork");
-    if (pid == 0) {
-        ::close(control);
-        ::close(sigfd);
-        ::close(channel[0]);
-        ::close(out[0]);
-        ::close(err[0]);
-        worker_main(options, server, channel[1], out[1], err[1]);
-    }
-    ::close(channel[1]);
-    ::close(out[1]);
-    ::close(err[1]);
-    server_message m;
-    m.kind = server_message::spawned;
-    m.index = index;
-    m.pid = pid;
-    m.fds[0] = channel[0];
-    m.fds[1] = out[0];
-    m.fds[2] = err[0];
-    const bool sent = send_message(control, m, 3);
-    // Unsent, the worker's channel closes here: it reads end of file and exits.
-    ::close(channel[0]);
-    ::close(out[0]);
-    ::close(err[0]);
-    return sent;
+/// The fork server's children that are not workers: processes a task started
+/// whose parent has died (the server is their subreaper).
+void kill_adopted(const std::vector<pid_t>& workers) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/children", static_cast<int>(getpid()));
+    std::FILE* f = std::fopen(path, "r");
+    if (!f) return;
+    int pid = 0;
+    while (std::fscanf(f, "%d", &pid) == 1)
+        if (std::find(workers.begin(), workers.end(), pid) == workers.end()) ::kill(pid, SIGKILL);
+    std::fclose(f);
 }
+
+class fork_server {
+public:
+    fork_server(const process_pool_options& options, int control, int sigfd)
+        : m_options(options), m_control(control), m_sigfd(sigfd) {
+        m_workers.reserve(2 * options.workers + 8);
+    }
+
+    [[noreturn]] void run() {
+        using clock = std::chrono::steady_clock;
+        // Once the parent has closed the control socket, workers have this
+        // long to leave on their own (their channels are closed too) before
+        // they are killed: a stopped or stuck worker must not hold the pool's
+        // end.
+        constexpr auto grace = std::chrono::milliseconds(1000);
+        clock::time_point closing_since{};
+        for (;;) {
+            if (m_closing && m_workers.empty()) finish();
+            int timeout = -1;
+            if (m_closing) {
+                const auto left = grace - (clock::now() - closing_since);
+                if (left <= clock::duration::zero()) {
+                    for (pid_t w : m_workers) {
+                        ::killpg(w, SIGKILL);
+                        ::kill(w, SIGKILL);
+                    }
+                    timeout = 100;
+                } else {
+                    timeout = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+                }
+            }
+            pollfd fds[2] = {{m_sigfd, POLLIN, 0}, {m_closing ? -1 : m_control, POLLIN, 0}};
+            if (poll(fds, 2, timeout) < 0) {
+                if (errno == EINTR) continue;
+                die("fork server: poll");
+            }
+            if (fds[0].revents) reap();
+            if (fds[1].revents) {
+                std::uint32_t index = 0;
+                const ssize_t n = recv(m_control, &index, sizeof index, 0);
+                if (n == static_cast<ssize_t>(sizeof index)) {
+                    spawn(index);
+                } else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+                    m_closing = true;
+                    closing_since = clock::now();
+                }
+            }
+        }
+    }
+
+private:
+    void reap() {
+        signalfd_siginfo info;
+        while (::read(m_sigfd, &info, sizeof info) < 0 && errno == EINTR) {
+        }
+        int status = 0;
+        pid_t pid;
+        bool worker_left = false;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            auto w = std::find(m_workers.begin(), m_workers.end(), pid);
+            if (w == m_workers.end()) continue;  // an adopted process, gone
+            m_workers.erase(w);
+            worker_left = true;
+            // Nothing a task started outlives its worker.
+            ::killpg(pid, SIGKILL);
+            server_message m;
+            m.kind = server_message::exited;
+            m.pid = pid;
+            m.status = status;
+            report(m, 0);
+        }
+        if (worker_left) kill_adopted(m_workers);
+    }
+
+    void spawn(std::uint32_t index) {
+        int channel[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+        int board_fd = -1;
+        void* board = MAP_FAILED;
+        auto fail = [&](spawn_stage stage) {
+            server_message m;
+            m.kind = server_message::spawn_failed;
+            m.index = index;
+            m.status = errno;
+            m.stage = stage;
+            for (int fd : {channel[0], channel[1], out[0], out[1], err[0], err[1], board_fd})
+                if (fd >= 0) ::close(fd);
+            if (board != MAP_FAILED) munmap(board, sizeof(worker_board));
+            report(m, 0);
+        };
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) != 0) return fail(stage_socketpair);
+        if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return fail(stage_pipe);
+        board_fd = memfd_create("corun-board", MFD_CLOEXEC);
+        if (board_fd < 0 || ftruncate(board_fd, sizeof(worker_board)) != 0) return fail(stage_memfd);
+        board = mmap(nullptr, sizeof(worker_board), PROT_READ | PROT_WRITE, MAP_SHARED, board_fd, 0);
+        if (board == MAP_FAILED) return fail(stage_memfd);
+        new (board) worker_board();
+        std::fflush(nullptr);
+        const pid_t server = getpid();
+        const pid_t pid = fork();
+        if (pid < 0) return fail(stage_fork);
+        if (pid == 0) {
+            ::close(m_sigfd);
+            ::close(channel[0]);
+            ::close(out[0]);
+            ::close(err[0]);
+            worker_main(m_options, server, channel[1], out[1], err[1], static_cast<worker_board*>(board));
+        }
+        setpgid(pid, pid);  // as the worker does itself: whichever runs first
+        m_workers.push_back(pid);
+        munmap(board, sizeof(worker_board));
+        ::close(channel[1]);
+        ::close(out[1]);
+        ::close(err[1]);
+        server_message m;
+        m.kind = server_message::spawned;
+        m.index = index;
+        m.pid = pid;
+        m.fds[0] = channel[0];
+        m.fds[1] = out[0];
+        m.fds[2] = err[0];
+        m.fds[3] = board_fd;
+        // Unsent, the worker's channel closes here: it reads end of file and exits.
+        report(m, 4);
+        for (int fd : m.fds) ::close(fd);
+    }
+
+    void report(const server_message& m, int nfds) {
+        if (!m_closing && !send_message(m_control, m, nfds)) m_closing = true;
+    }
+
+    /// Every worker is gone: kill and reap what they left behind, and go.
+    [[noreturn]] void finish() {
+        for (;;) {
+            kill_adopted(m_workers);
+            const pid_t pid = waitpid(-1, nullptr, 0);
+            if (pid < 0 && errno == ECHILD) _exit(0);
+        }
+    }
+
+    const process_pool_options& m_options;
+    int m_control;
+    int m_sigfd;
+    std::vector<pid_t> m_workers;
+    bool m_closing = false;
+};
 
 /// The fork server: single-threaded, it forks workers on request and reaps
 /// them, reporting each exit. It ends when the parent closes the control
-/// socket and the last worker has been reaped.
+/// socket and the last worker has gone.
 [[noreturn]] void server_main(const process_pool_options& options, pid_t parent, int control) {
     follow_parent(parent);
-    if (dup2(control, 3) < 0) die("fork server: dup2");
-    control = 3;
+    // Out of the way of the terminal's signals, which are the application's
+    // to handle: the pool goes when the application does.
+    setpgid(0, 0);
+    default_signals();
+    if (control != 3) {
+        if (dup2(control, 3) < 0) die("fork server: dup2");
+        if (control < 3) ::close(control);
+        control = 3;
+    }
     if (close_range(4, ~0u, 0) != 0) die("fork server: close_range");
+    // Workers get these as stdin, stdout and stderr: make sure they exist.
+    for (int fd = 0; fd < 3; ++fd)
+        if (fcntl(fd, F_GETFD) < 0 && ::open("/dev/null", O_RDWR) != fd) die("fork server: /dev/null");
+    // Orphans of the workers' descendants come to us, to be killed and reaped.
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) die("fork server: prctl");
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_BLOCK, &chld, nullptr);
     const int sigfd = signalfd(-1, &chld, SFD_CLOEXEC);
     if (sigfd < 0) die("fork server: signalfd");
-
-    std::size_t live = 0;
-    bool closing = false;
-    for (;;) {
-        pollfd fds[2] = {{sigfd, POLLIN, 0}, {closing ? -1 : control, POLLIN, 0}};
-        if (poll(fds, 2, -1) < 0) {
-            if (errno == EINTR) continue;
-            die("fork server: poll");
-        }
-        if (fds[0].revents) {
-            signalfd_siginfo info;
-            while (::read(sigfd, &info, sizeof info) < 0 && errno == EINTR) {
-            }
-            int status = 0;
-            pid_t pid;
-            while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-                --live;
-                server_message m;
-                m.kind = server_message::exited;
-                m.pid = pid;
-                m.status = status;
-                if (!closing && !send_message(control, m, 0)) closing = true;
-            }
-        }
-        if (fds[1].revents) {
-            std::uint32_t index = 0;
-            const ssize_t n = recv(control, &index, sizeof index, 0);
-            if (n == static_cast<ssize_t>(sizeof index)) {
-                ++live;
-                if (!spawn_worker(options, control, sigfd, index)) closing = true;
-            } else if (n == 0 || (n < 0 && errno != EINTR)) {
-                closing = true;
-            }
-        }
-        if (closing && live == 0) _exit(0);
-    }
+    fork_server server(options, control, sigfd);
+    server.run();
 }
 
 }  // namespace
 
+std::system_error system_failure(int error, const std::string& what) {
+    const char* name = strerrorname_np(error);
+    return std::system_error(error, std::generic_category(),
+                             what + (name ? std::string(" (") + name + ")" : ""));
+}
+
+const char* spawn_stage_name(std::uint32_t stage) {
+    switch (stage) {
+        case stage_socketpair:
+            return "socketpair";
+        case stage_pipe:
+            return "pipe";
+        case stage_memfd:
+            return "memfd_create";
+        default:
+            return "fork";
+    }
+}
+
 fork_server_handle start_fork_server(const process_pool_options& options) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-        throw std::system_error(errno, std::generic_category(), "corun: socketpair");
+        throw system_failure(errno, "corun: process_pool: socketpair");
     std::fflush(nullptr);
     const pid_t parent = getpid();
     const pid_t pid = fork();
@@ -310,35 +490,43 @@ fork_server_handle start_fork_server(const process_pool_options& options) {
         const int e = errno;
         ::close(sv[0]);
         ::close(sv[1]);
-        throw std::system_error(e, std::generic_category(), "corun: fork");
+        throw system_failure(e, "corun: process_pool: fork of its fork server");
     }
     if (pid == 0) {
         ::close(sv[0]);
         server_main(options, parent, sv[1]);
     }
     ::close(sv[1]);
-    return {pid, sv[0]};
+    // Not reaped until we wait for it, so the pid is still its own. Without a
+    // pidfd (old kernels, no descriptor left) the pool polls instead.
+    // (glibc 2.36's <sys/pidfd.h> cannot be used from C++: its declarations
+    // lack C linkage.)
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd >= 0) ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+    return {pid, pidfd, sv[0]};
 }
 
-void request_worker(int control, std::uint32_t index) {
+bool request_worker(int control, std::uint32_t index) {
     while (send(control, &index, sizeof index, MSG_NOSIGNAL) < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN) {
             pollfd p{control, POLLOUT, 0};
-            poll(&p, 1, -1);
+            poll(&p, 1, 100);
             continue;
         }
-        throw std::system_error(errno, std::generic_category(), "corun: the fork server is gone");
+        return false;
     }
+    return true;
 }
 
 bool receive_server_message(int control, server_message& out, bool& gone) {
     struct {
         std::uint32_t kind, index;
         std::int32_t pid, status;
+        std::uint32_t stage;
     } body{};
     iovec iov{&body, sizeof body};
-    alignas(cmsghdr) char control_buf[CMSG_SPACE(sizeof(int) * 3)] = {};
+    alignas(cmsghdr) char control_buf[CMSG_SPACE(sizeof(int) * 4)] = {};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -357,100 +545,17 @@ bool receive_server_message(int control, server_message& out, bool& gone) {
     out.index = body.index;
     out.pid = body.pid;
     out.status = body.status;
-    if (msg.msg_flags & MSG_CTRUNC) return true;  // descriptors lost: fds stay -1
+    out.stage = body.stage;
+    std::size_t received = 0;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-            std::memcpy(out.fds, CMSG_DATA(c),
-                        std::min<std::size_t>(c->cmsg_len - CMSG_LEN(0), sizeof out.fds));
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            received = std::min<std::size_t>((c->cmsg_len - CMSG_LEN(0)) / sizeof(int), 4);
+            std::memcpy(out.fds, CMSG_DATA(c), received * sizeof(int));
+        }
     }
+    if (out.kind == server_message::spawned && (received < 4 || (msg.msg_flags & MSG_CTRUNC)))
+        out.fds_lost = true;
     return true;
-}
-
-void encode_failure(std::string& out, std::exception_ptr error) {
-    failure_kind kind = other;
-    std::string type, message;
-    std::int32_t code = 0;
-    try {
-        std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-        const std::type_info& t = typeid(e);
-        type = demangle(t.name());
-        message = e.what();
-        if (t == typeid(std::logic_error))
-            kind = logic_error;
-        else if (t == typeid(std::invalid_argument))
-            kind = invalid_argument;
-        else if (t == typeid(std::domain_error))
-            kind = domain_error;
-        else if (t == typeid(std::length_error))
-            kind = length_error;
-        else if (t == typeid(std::out_of_range))
-            kind = out_of_range;
-        else if (t == typeid(std::runtime_error))
-            kind = runtime_error;
-        else if (t == typeid(std::range_error))
-            kind = range_error;
-        else if (t == typeid(std::overflow_error))
-            kind = overflow_error;
-        else if (t == typeid(std::underflow_error))
-            kind = underflow_error;
-        else if (t == typeid(std::bad_alloc))
-            kind = bad_alloc;
-        else if (t == typeid(std::system_error)) {
-            const auto& se = static_cast<const std::system_error&>(e);
-            if (se.code().category() == std::generic_category() ||
-                se.code().category() == std::system_category()) {
-                kind = system_error;
-                code = se.code().value();
-            }
-        }
-    } catch (...) {
-        const std::type_info* t = abi::__cxa_current_exception_type();
-        type = t ? demangle(t->name()) : "unknown";
-    }
-    wire::writer w(out);
-    wire::put(w, static_cast<std::uint8_t>(kind));
-    wire::put(w, code);
-    wire::put(w, type);
-    wire::put(w, message);
-}
-
-std::exception_ptr decode_failure(std::string_view payload, int pid) {
-    try {
-        wire::reader r(payload);
-        const auto kind = wire::get<std::uint8_t>(r);
-        const auto code = wire::get<std::int32_t>(r);
-        auto type = wire::get<std::string>(r);
-        auto message = wire::get<std::string>(r);
-        switch (kind) {
-            case logic_error:
-                return std::make_exception_ptr(std::logic_error(message));
-            case invalid_argument:
-                return std::make_exception_ptr(std::invalid_argument(message));
-            case domain_error:
-                return std::make_exception_ptr(std::domain_error(message));
-            case length_error:
-                return std::make_exception_ptr(std::length_error(message));
-            case out_of_range:
-                return std::make_exception_ptr(std::out_of_range(message));
-            case runtime_error:
-                return std::make_exception_ptr(std::runtime_error(message));
-            case range_error:
-                return std::make_exception_ptr(std::range_error(message));
-            case overflow_error:
-                return std::make_exception_ptr(std::overflow_error(message));
-            case underflow_error:
-                return std::make_exception_ptr(std::underflow_error(message));
-            case bad_alloc:
-                return std::make_exception_ptr(std::bad_alloc());
-            case system_error:
-                return std::make_exception_ptr(std::system_error(code, std::generic_category(), message));
-            default:
-                return std::make_exception_ptr(remote_error(std::move(type), std::move(message), pid));
-        }
-    } catch (...) {
-        return std::current_exception();
-    }
 }
 
 }  // namespace corun::detail

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <boost/asio/use_future.hpp>
 #include <chrono>
+#include <ranges>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -138,4 +139,52 @@ TEST_CASE("thread_pool terminate aborts what has not started; join completes", "
     }());
     CHECK(ran == 1);  // the one already running could not be stopped
     CHECK(aborted == 4);
+}
+
+TEST_CASE("10 000 submits each under a timeout of 0 to 999 us, 64 in flight: every one ends once",
+          "[thread_pool]") {
+    std::atomic<long> ran{0};
+    long values = 0, timeouts = 0;
+    block_on_within(60s, [&]() -> awaitable<void> {
+        corun::thread_pool pool{co_await corun::this_executor(), {.threads = 2}};
+        auto one = [&](long i) -> awaitable<int> {
+            try {
+                const long v =
+                    co_await corun::with_timeout(std::chrono::microseconds(i % 1000), pool.submit(
+                                                                                          [&ran](long x) {
+                                                                                              ++ran;
+                                                                                              return x;
+                                                                                          },
+                                                                                          i));
+                if (v == i) ++values;
+            } catch (const corun::timeout_error&) {
+                ++timeouts;
+            }
+            co_return 0;
+        };
+        co_await corun::gather(corun::range(10'000) | std::views::transform(one), {.limit = 64});
+        pool.close();
+        co_await pool.join();
+    }());
+    CHECK(values + timeouts == 10'000);
+    CHECK(values <= ran);  // a value is delivered only by a task that ran
+    CHECK(ran <= 10'000);
+}
+
+TEST_CASE("thread_pool join is cancelled by with_timeout; the task finishes regardless", "[thread_pool]") {
+    block_on([]() -> awaitable<void> {
+        corun::thread_pool pool{co_await corun::this_executor(), {.threads = 1}};
+        auto slow = pool.submit([] {
+            std::this_thread::sleep_for(300ms);
+            return 3;
+        });
+        auto waiter = [&]() -> awaitable<int> {
+            CHECK_THROWS_AS(co_await corun::with_timeout(50ms, pool.join()), corun::timeout_error);
+            co_return 0;
+        };
+        auto [three, zero] = co_await corun::gather(std::move(slow), waiter());
+        CHECK(three == 3);
+        CHECK(zero == 0);
+        co_await pool.join();
+    }());
 }

@@ -8,6 +8,7 @@
 #include "corun/pipeline.hpp"
 #include "corun/process_pool.hpp"
 #include "corun/range.hpp"
+#include "corun/remote_exception.hpp"
 #include "corun/run.hpp"
 #include "corun/semaphore.hpp"
 #include "corun/settled.hpp"

@@ -1,6 +1,7 @@
 // The errors a pool's tasks can fail with besides their own.
 #pragma once
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -43,10 +44,31 @@ private:
     int m_pid;
 };
 
-/// A task was submitted to a pool after `close()` or `terminate()`.
+/// A task was submitted to a pool that no longer takes tasks: after
+/// `close()` or `terminate()`, or after the pool gave up (its initializer
+/// failed, workers kept dying before they could run anything, its fork server
+/// died). `reason()` says which.
 class CORUN_API pool_closed : public std::logic_error {
 public:
-    pool_closed() : std::logic_error("corun: the pool is closed") {}
+    explicit pool_closed(const std::string& reason);
+    const std::string& reason() const noexcept { return m_reason; }
+
+private:
+    std::string m_reason;
+};
+
+/// A value (a task with its arguments, or a result) is larger than the pool's
+/// `max_frame_size`. Raised where it was made: by `submit`/`map` in the parent
+/// for a task, by the worker for a result (which then comes back as this).
+class CORUN_API value_too_large : public std::length_error {
+public:
+    value_too_large(const std::string& what_was_large, std::uint64_t size, std::uint64_t limit);
+    std::uint64_t size() const noexcept { return m_size; }
+    std::uint64_t limit() const noexcept { return m_limit; }
+
+private:
+    std::uint64_t m_size;
+    std::uint64_t m_limit;
 };
 
 }  // namespace corun

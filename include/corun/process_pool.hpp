@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -18,7 +19,7 @@
 #include <boost/asio/post.hpp>
 
 #include "corun/awaitable.hpp"
-#include "corun/detail/erased_handler.hpp"
+#include "corun/detail/join_waiters.hpp"
 #include "corun/detail/pool_ops.hpp"
 #include "corun/detail/remote_call.hpp"
 #include "corun/detail/wire.hpp"
@@ -36,14 +37,22 @@ struct process_pool_options {
     std::size_t max_tasks_per_child = 0;
     /// Runs once in each worker before its first task.
     std::function<void()> initializer{};
-    /// Address-space limit of each worker in bytes (RLIMIT_AS; 0: none). An
-    /// allocation beyond it fails the task with `std::bad_alloc`.
+    /// How much memory a worker may allocate beyond the copy of the parent it
+    /// starts as, in bytes (RLIMIT_AS above its size at start; 0: no limit).
+    /// An allocation beyond it fails the task with `std::bad_alloc`.
     std::size_t memory_limit = 0;
     /// Prefix every line a worker prints with `[worker N] `.
     bool prefix_output = false;
-    /// Tasks sent ahead to one worker before it has answered; more keeps
-    /// workers busy between round trips, fewer loses less when one crashes.
+    /// Tasks sent ahead to one worker before it has answered (at most 256);
+    /// more keeps workers busy between round trips. A task sent ahead is
+    /// still only ever run once, and cancelling it before it starts never
+    /// costs its worker.
     std::size_t prefetch = 32;
+    /// The largest task (function and arguments, as encoded) or result that
+    /// may cross, in bytes. Beyond it, `corun::value_too_large` names the
+    /// size and the limit, raised where the value was made (the parent for a
+    /// task, the worker for a result).
+    std::uint64_t max_frame_size = std::uint64_t(4) << 30;
 };
 
 namespace detail {
@@ -55,8 +64,13 @@ class process_pool_core;
 class CORUN_API pool_task {
 public:
     virtual ~pool_task() = default;
-    /// Called once, on the pool's executor, with the result's bytes or the error.
+    /// Called once, on the pool's executor, with the result's bytes or the
+    /// error; the task is gone afterwards.
     virtual void complete(std::exception_ptr error, std::string_view result) = 0;
+    /// Instead of `complete`, when the event loop itself is being destroyed:
+    /// the handler is destroyed without being called, as Asio does with the
+    /// handlers of every operation still pending then.
+    void abandon() noexcept { delete this; }
 
     /// The whole task frame, kept until the task ends (it may be sent again
     /// if its worker is killed for another task) and shared with the write
@@ -178,12 +192,13 @@ public:
 
     /// No more tasks may be submitted (they fail with `pool_closed`).
     void close();
-    /// Waits until every submitted task has finished and every worker has
-    /// exited (after `close()` or `terminate()`).
+    /// Closes, then waits until every submitted task has finished and every
+    /// worker has exited. Cancelling the wait (`with_timeout`) ends it with
+    /// `operation_aborted`; the pool goes on finishing its work.
     template <class Token = use_awaitable_t>
     auto join(Token&& token = {}) {
-        return asio::async_initiate<Token, void()>(
-            [this](auto handler) { start_join(detail::erased_handler<>(std::move(handler))); }, token);
+        return asio::async_initiate<Token, void(std::exception_ptr)>(
+            [this](auto handler) { start_join(detail::join_waiters::handler(std::move(handler))); }, token);
     }
     /// Kills every worker now; tasks not yet finished fail with `operation_aborted`.
     void terminate();
@@ -228,7 +243,7 @@ private:
             token, std::move(frame));
     }
 
-    void start_join(detail::erased_handler<> handler);
+    void start_join(detail::join_waiters::handler handler);
 
     executor m_ex;
     std::shared_ptr<detail::process_pool_core> m_core;

@@ -20,11 +20,126 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "corun/awaitable.hpp"
-#include "corun/detail/erased_handler.hpp"
+#include "corun/detail/join_waiters.hpp"
 #include "corun/detail/pool_ops.hpp"
 #include "corun/pool_errors.hpp"
 
 namespace corun {
+
+namespace detail {
+
+/// What a thread_pool's executor tracks: tasks out, the ones not started yet
+/// (for `terminate`), and who waits for none. Touched on that executor only.
+struct thread_pool_state {
+    std::size_t outstanding = 0;
+    bool closed = false;
+    std::uint64_t next_id = 0;
+    std::map<std::uint64_t, std::function<void()>> abort_queued;
+    join_waiters joiners;
+    void task_done() {
+        if (--outstanding == 0 && closed) joiners.complete_all();
+    }
+};
+
+/// One thread_pool task. Three parties may end it: the pool thread that runs
+/// it, a cancellation, and `terminate()`; `m_stage` lets exactly one of them
+/// do so. The thread and the abort list own it; the cancellation slot only
+/// refers to it weakly, so whichever ends it last frees it, never while
+/// another still runs inside it.
+template <class R, class Work, class Handler>
+class thread_task : public std::enable_shared_from_this<thread_task<R, Work, Handler>> {
+public:
+    using value_type = wire_result_t<R>;
+
+    thread_task(Handler h, executor pool_ex, Work work, std::shared_ptr<thread_pool_state> state)
+        : m_handler(std::move(h)),
+          m_pool_ex(std::move(pool_ex)),
+          m_work(asio::prefer(m_pool_ex, asio::execution::outstanding_work.tracked)),
+          m_task(std::move(work)),
+          m_state(std::move(state)) {}
+
+    /// On the pool's executor: queue the work, and make it abortable.
+    template <class Threads>
+    void start(Threads& threads) {
+        ++m_state->outstanding;
+        m_id = ++m_state->next_id;
+        m_state->abort_queued.emplace(m_id, [self = this->shared_from_this()] { self->abort(false); });
+        auto slot = asio::get_associated_cancellation_slot(m_handler);
+        if (slot.is_connected()) {
+            slot.assign([weak = this->weak_from_this()](asio::cancellation_type) {
+                if (auto self = weak.lock()) self->abort(true);
+            });
+        }
+        asio::post(threads, [self = this->shared_from_this()] { self->run(); });
+    }
+
+    /// Posts `handler(error, value)` to the handler's own executor.
+    template <class H>
+    static void post_result(const auto& ex, H&& handler, std::exception_ptr error, value_type value) {
+        if constexpr (std::is_void_v<R>) {
+            asio::post(ex, asio::append(std::forward<H>(handler), error));
+        } else {
+            asio::post(ex, asio::append(std::forward<H>(handler), error, std::move(value)));
+        }
+    }
+
+private:
+    enum stage : int { queued, running, aborted };
+
+    /// On a pool thread.
+    void run() {
+        int expected = queued;
+        if (!m_stage.compare_exchange_strong(expected, running)) return;
+        std::exception_ptr error;
+        value_type value{};
+        try {
+            if constexpr (std::is_void_v<R>) {
+                m_task();
+            } else {
+                value = m_task();
+            }
+        } catch (...) {
+            error = std::current_exception();
+        }
+        // Back on the pool's executor, which owns the shared state.
+        asio::post(m_pool_ex, [self = this->shared_from_this(), error, value = std::move(value)]() mutable {
+            self->finish(error, std::move(value), true);
+        });
+    }
+
+    /// On the pool's executor: the task has not started, and now never will.
+    void abort(bool from_slot) {
+        int expected = queued;
+        if (!m_stage.compare_exchange_strong(expected, aborted)) return;
+        // A slot's handler must not clear the slot it runs in.
+        finish(std::make_exception_ptr(
+                   boost::system::system_error(asio::error::operation_aborted, "corun: task cancelled")),
+               {}, !from_slot);
+    }
+
+    void finish(std::exception_ptr error, value_type value, bool clear_slot) {
+        if (clear_slot) {
+            auto slot = asio::get_associated_cancellation_slot(m_handler);
+            if (slot.is_connected()) slot.clear();
+        }
+        auto keep = this->shared_from_this();  // erasing the abort entry may drop the last owner
+        m_state->abort_queued.erase(m_id);
+        m_state->task_done();
+        auto ex = asio::get_associated_executor(m_handler, m_pool_ex);
+        post_result(ex, std::move(m_handler), error, std::move(value));
+        m_work = executor();
+    }
+
+    Handler m_handler;
+    executor m_pool_ex;
+    executor m_work;  // keeps the pool's event loop running while the task is out
+    Work m_task;
+    std::shared_ptr<thread_pool_state> m_state;
+    std::atomic<int> m_stage{queued};
+    std::uint64_t m_id = 0;
+};
+
+}  // namespace detail
 
 /// Options of a `thread_pool`.
 struct thread_pool_options {
@@ -65,11 +180,13 @@ public:
         m_state->abort_queued.clear();
         for (auto& [id, abort] : queued) abort();
     }
-    /// Closes, then waits until every submitted task has finished.
+    /// Closes, then waits until every submitted task has finished. Cancelling
+    /// the wait (`with_timeout`) ends it with `operation_aborted`; the tasks
+    /// go on.
     template <class Token = use_awaitable_t>
     auto join(Token&& token = {}) {
-        return asio::async_initiate<Token, void()>(
-            [this](auto handler) { start_join(detail::erased_handler<>(std::move(handler))); }, token);
+        return asio::async_initiate<Token, void(std::exception_ptr)>(
+            [this](auto handler) { start_join(detail::join_waiters::handler(std::move(handler))); }, token);
     }
 
     /// Internal: runs a chunk of `map`/`imap` as one task.
@@ -85,21 +202,6 @@ public:
     static constexpr bool in_process = true;
 
 private:
-    /// What the pool's executor tracks: tasks out, and who waits for none.
-    struct shared_state {
-        std::size_t outstanding = 0;
-        bool closed = false;
-        std::uint64_t next_id = 0;
-        std::map<std::uint64_t, std::function<void()>> abort_queued;  // for terminate()
-        std::vector<detail::erased_handler<>> joiners;
-        void task_done() {
-            if (--outstanding == 0 && closed) {
-                for (auto& j : joiners) j.post();
-                joiners.clear();
-            }
-        }
-    };
-
     friend class detail::pool_ops<thread_pool>;
 
     template <class Token, class F, class... A>
@@ -114,78 +216,23 @@ private:
         using R = std::invoke_result_t<Work&>;
         return asio::async_initiate<Token, detail::submit_signature<R>>(
             [this](auto handler, Work w) {
-                using handler_type = decltype(handler);
-                // Shared by the thread that runs the task and the cancellation
-                // path; `stage` decides which of them completes the handler.
-                struct op {
-                    handler_type handler;
-                    executor ex;
-                    Work work;
-                    std::shared_ptr<shared_state> state;
-                    std::atomic<int> stage{0};  // 0 queued, 1 running, 2 cancelled
-                    std::uint64_t id = 0;
-                    void finish(std::exception_ptr e, detail::wire_result_t<R> value = {}) {
-                        auto slot = asio::get_associated_cancellation_slot(handler);
-                        if (slot.is_connected()) slot.clear();
-                        state->abort_queued.erase(id);
-                        state->task_done();
-                        if constexpr (std::is_void_v<R>) {
-                            asio::post(ex, asio::append(std::move(handler), e));
-                        } else {
-                            asio::post(ex, asio::append(std::move(handler), e, std::move(value)));
-                        }
-                    }
-                };
-                auto ex = asio::get_associated_executor(handler, m_ex);
+                using task = detail::thread_task<R, Work, decltype(handler)>;
                 if (m_state->closed) {
-                    auto e = std::make_exception_ptr(pool_closed());
-                    if constexpr (std::is_void_v<R>) {
-                        asio::post(ex, asio::append(std::move(handler), e));
-                    } else {
-                        asio::post(ex, asio::append(std::move(handler), e, detail::wire_result_t<R>{}));
-                    }
+                    task::post_result(asio::get_associated_executor(handler, m_ex), std::move(handler),
+                                      std::make_exception_ptr(pool_closed("close() was called")), {});
                     return;
                 }
-                ++m_state->outstanding;
-                auto o = std::make_shared<op>(std::move(handler), ex, std::move(w), m_state);
-                auto abort = [o] {
-                    int queued = 0;
-                    if (o->stage.compare_exchange_strong(queued, 2))
-                        o->finish(std::make_exception_ptr(boost::system::system_error(
-                            asio::error::operation_aborted, "corun: task cancelled")));
-                };
-                o->id = ++m_state->next_id;
-                m_state->abort_queued.emplace(o->id, abort);
-                auto slot = asio::get_associated_cancellation_slot(o->handler);
-                if (slot.is_connected()) slot.assign([abort](asio::cancellation_type) { abort(); });
-                asio::post(m_threads, [o] {
-                    int queued = 0;
-                    if (!o->stage.compare_exchange_strong(queued, 1)) return;
-                    std::exception_ptr error;
-                    detail::wire_result_t<R> value{};
-                    try {
-                        if constexpr (std::is_void_v<R>) {
-                            o->work();
-                        } else {
-                            value = o->work();
-                        }
-                    } catch (...) {
-                        error = std::current_exception();
-                    }
-                    // Back on the caller's executor to touch shared state and complete.
-                    asio::post(o->ex, [o, error, value = std::move(value)]() mutable {
-                        o->finish(error, std::move(value));
-                    });
-                });
+                auto t = std::make_shared<task>(std::move(handler), m_ex, std::move(w), m_state);
+                t->start(m_threads);
             },
             token, std::move(work));
     }
 
-    void start_join(detail::erased_handler<> handler);
+    void start_join(detail::join_waiters::handler handler);
 
     executor m_ex;
     std::size_t m_threads_count;
-    std::shared_ptr<shared_state> m_state = std::make_shared<shared_state>();
+    std::shared_ptr<detail::thread_pool_state> m_state = std::make_shared<detail::thread_pool_state>();
     asio::thread_pool m_threads;
 };
 

@@ -1,0 +1,16 @@
+// A task's exception on the wire (private to the runtime).
+#pragma once
+
+#include <exception>
+#include <string>
+#include <string_view>
+
+namespace corun::detail {
+
+/// Appends the failure frame's payload for `error` (worker side).
+void encode_failure(std::string& out, std::exception_ptr error);
+/// The exception a failure frame's payload stands for (parent side). A
+/// payload that cannot be read gives the reading error instead.
+std::exception_ptr decode_failure(std::string_view payload, int pid);
+
+}  // namespace corun::detail

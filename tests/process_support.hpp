@@ -1,0 +1,104 @@
+// Test helpers about processes, descriptors and memory, read from /proc.
+#pragma once
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace corun_test {
+
+/// Running, that is: a process that exited but was not reaped yet (an orphan
+/// waiting for init) is dead.
+inline bool alive(int pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return false;
+    return line.substr(line.rfind(')') + 2, 1) != "Z";
+}
+
+/// The children of `parent`; only those that are zombies (exited, never reaped) if asked.
+inline std::vector<int> children_of(pid_t parent, bool zombies_only = false) {
+    std::vector<int> out;
+    const std::string me = std::to_string(parent);
+    DIR* d = opendir("/proc");
+    while (dirent* e = readdir(d)) {
+        std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
+        std::string line;
+        if (!std::getline(stat, line)) continue;
+        std::istringstream rest(line.substr(line.rfind(')') + 2));
+        std::string state, ppid;
+        rest >> state >> ppid;
+        if (ppid == me && (!zombies_only || state == "Z")) out.push_back(std::atoi(e->d_name));
+    }
+    closedir(d);
+    return out;
+}
+
+inline std::vector<int> children_of_this_process(bool zombies_only = false) {
+    return children_of(getpid(), zombies_only);
+}
+
+/// Live processes whose command line contains `token` (a marker a test
+/// gives the processes it has a task start, to find them again).
+inline std::vector<int> processes_with(const std::string& token) {
+    std::vector<int> out;
+    DIR* d = opendir("/proc");
+    while (dirent* e = readdir(d)) {
+        const int pid = std::atoi(e->d_name);
+        if (pid <= 0 || pid == getpid()) continue;
+        std::ifstream in(std::string("/proc/") + e->d_name + "/cmdline");
+        std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (cmdline.find(token) != std::string::npos && alive(pid)) out.push_back(pid);
+    }
+    closedir(d);
+    return out;
+}
+
+/// Waits up to `limit` for `done()`; true if it came.
+template <class F>
+bool eventually(F done, std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
+}
+
+inline int open_fds() {
+    int n = 0;
+    DIR* d = opendir("/proc/self/fd");
+    while (dirent* e = readdir(d))
+        if (e->d_name[0] != '.') ++n;
+    closedir(d);
+    return n - 1;  // the directory being read
+}
+
+/// A field of /proc/self/status in KiB (VmRSS, VmHWM …).
+inline long status_kib(const std::string& field) {
+    std::ifstream status("/proc/self/status");
+    std::string key;
+    long value = 0;
+    while (status >> key) {
+        if (key == field + ":") {
+            status >> value;
+            return value;
+        }
+        status.ignore(1 << 10, '\n');
+    }
+    return 0;
+}
+
+/// Resets VmHWM to the current resident size.
+inline void reset_peak_rss() {
+    std::ofstream("/proc/self/clear_refs") << "5";
+}
+
+}  // namespace corun_test
