@@ -669,16 +669,18 @@ private:
         const bool ready = w->board->ready.load() != 0;
         m_fruitless = ready || w->cancelled_by_pool ? 0 : m_fruitless + 1;
         const bool init_failed = WIFEXITED(w->status) && WEXITSTATUS(w->status) == initializer_failed;
-        if (!m_closed && (init_failed || m_fruitless >= std::max<std::size_t>(5, 2 * m_options.workers))) {
+        if (!m_broken && (init_failed || m_fruitless >= std::max<std::size_t>(5, 2 * m_options.workers))) {
             const std::string why = init_failed ? "its initializer failed in worker " +
                                                       std::to_string(w->pid) + " (see its stderr)"
                                                 : "workers keep dying before they are ready (" +
                                                       std::string(crash_error(*w).what()) + ")";
-            close(why);
-            fail_queued(std::make_exception_ptr(
-                worker_crashed(w->pid, 0, WIFEXITED(w->status) ? WEXITSTATUS(w->status) : -1,
-                               "corun: " + why + "; the pool is closed")));
+            give_up(why, std::make_exception_ptr(
+                             worker_crashed(w->pid, 0, WIFEXITED(w->status) ? WEXITSTATUS(w->status) : -1,
+                                            "corun: " + why + "; the pool is closed")));
         }
+        // Once the pool has given up it runs nothing more: what went back to
+        // the queue fails too.
+        if (m_broken) fail_queued(m_broken);
         if (!m_closed || !m_queue.empty()) respawn(w->index);
         dispatch();
         check_join();
@@ -750,13 +752,21 @@ private:
                                   });
     }
 
+    /// The pool cannot work: closed for good, with `why` in every later
+    /// `pool_closed`; queued tasks, and those that come back to the queue,
+    /// fail with `error`.
+    void give_up(const std::string& why, std::exception_ptr error) {
+        close(why);
+        m_broken = error;
+        fail_queued(error);
+    }
+
     void server_died() {
         if (m_server_gone) return;
         m_server_gone = true;
         const auto e = std::make_exception_ptr(
             worker_crashed(m_server.pid, 0, -1, "corun: the pool's fork server died; the pool is closed"));
-        close("its fork server died");
-        fail_queued(e);
+        give_up("its fork server died", e);
         for (auto& w : m_workers) {
             if (!w) continue;
             fail_held(*w, e);
@@ -995,6 +1005,7 @@ private:
     std::size_t m_spawning = 0;
     std::size_t m_fruitless = 0;  // workers in a row that died before they were ready
     std::exception_ptr m_spawn_error;
+    std::exception_ptr m_broken;  // why the pool gave up
     std::vector<std::uint32_t> m_respawn_wanted;
     asio::steady_timer m_respawn_timer;
     clock::duration m_respawn_delay = respawn_first_delay;

@@ -4,7 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <optional>
+#include <vector>
 
 #include <boost/asio/steady_timer.hpp>
 
@@ -46,6 +48,21 @@ E thrown_within(std::chrono::milliseconds deadline, corun::awaitable<T> main) {
     INFO("expected the coroutine to throw");
     REQUIRE(caught.has_value());
     return std::move(*caught);
+}
+
+/// Burns CPU for ever. The empty asm statement keeps it a loop: an empty
+/// `for (;;) {}` has no side effects, and clang may remove it.
+[[noreturn]] inline void spin_forever() {
+    for (;;) __asm__ __volatile__("" ::: "memory");
+}
+
+/// Allocates `n` bytes and touches every page (through a volatile pointer, so
+/// that the allocation cannot be optimised away); returns `n`.
+inline std::size_t allocate_and_touch(std::size_t n) {
+    std::vector<char> block(n);
+    volatile char* p = block.data();
+    for (std::size_t i = 0; i < n; i += 4096) p[i] = 1;
+    return block.size();
 }
 
 /// Suspends the calling coroutine for `d` on a timer (cancellable).

@@ -833,6 +833,47 @@ TEST_CASE("a pool that gives up says why in every later pool_closed", "[pool_fau
     }());
 }
 
+TEST_CASE("a task sent to a worker whose initializer fails after the pool gave up fails too: no respawn loop",
+          "[pool_faults]") {
+    // The first worker's initializer fails at once, the other's a little
+    // later: by then the pool has given up, and the task the second worker
+    // held (never started) must fail rather than be handed to a new worker.
+    static std::string marker;
+    marker = "/tmp/corun-first-" + unique_token();
+    static std::string runs;
+    runs = marker + "-runs";
+    block_on_within(20s, []() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(),
+                                 {.workers = 2, .initializer = [] {
+                                      if (std::FILE* f = std::fopen(runs.c_str(), "a")) {
+                                          std::fputc('x', f);
+                                          std::fclose(f);
+                                      }
+                                      const int first =
+                                          ::open(marker.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+                                      if (first < 0) usleep(300'000);
+                                      throw std::runtime_error("no licence");
+                                  }}};
+        auto [a, b] = co_await corun::gather_settled(pool.submit(square, 2L), pool.submit(square, 3L));
+        for (auto* outcome : {&a, &b}) {
+            try {
+                (void)outcome->value();
+                FAIL("a task ran without its initializer");
+            } catch (const corun::worker_crashed& e) {
+                CHECK_THAT(e.what(), Catch::Contains("initializer"));
+            } catch (const corun::pool_closed& e) {
+                CHECK_THAT(e.reason(), Catch::Contains("initializer"));
+            }
+        }
+    }());
+    std::ifstream in(runs);
+    std::string marks;
+    std::getline(in, marks);
+    CHECK(marks.size() <= 3);
+    std::filesystem::remove(marker);
+    std::filesystem::remove(runs);
+}
+
 // ---- 10. exceptions ----------------------------------------------------------
 
 namespace {
@@ -1010,10 +1051,9 @@ TEST_CASE("memory_limit counts what the task allocates, not what the worker inhe
         corun::process_pool pool{co_await corun::this_executor(),
                                  {.workers = 1, .memory_limit = std::size_t(512) << 20}};
         const int pid = pool.worker_pids().at(0);
-        auto fill = [](std::size_t n) { return std::vector<char>(n, 1).size(); };
-        const std::size_t small = co_await pool.submit(fill, std::size_t(256) << 20);
+        const std::size_t small = co_await pool.submit(allocate_and_touch, std::size_t(256) << 20);
         CHECK(small == std::size_t(256) << 20);
-        CHECK_THROWS_AS(co_await pool.submit(fill, std::size_t(1) << 30), std::bad_alloc);
+        CHECK_THROWS_AS(co_await pool.submit(allocate_and_touch, std::size_t(1) << 30), std::bad_alloc);
         CHECK(pool.worker_pids() == std::vector<int>{pid});  // a task's failure, not the worker's
     }());
     ::munmap(held, reserved);

@@ -67,7 +67,7 @@ TEST_CASE("a cancelled acquire leaves the queue and takes no unit", "[semaphore]
         auto held = co_await sem.acquire();
         auto impatient = [&]() -> awaitable<void> {
             try {
-                co_await corun::with_timeout(2ms, sem.acquire());
+                [[maybe_unused]] auto never = co_await corun::with_timeout(2ms, sem.acquire());
                 order.push_back(1);
             } catch (const corun::timeout_error&) {
                 order.push_back(-1);

@@ -114,7 +114,9 @@ TEST_CASE("peak RSS is read from /proc and can be reset", "[textpipe]") {
     CHECK(before > 0);
     {
         std::vector<char> big(64 << 20, 1);  // 64 MiB, touched
+        volatile char* keep = big.data();    // read below: the allocation must happen
         CHECK(textpipe::peak_rss_kib() >= before + (60 << 10));
+        CHECK(keep[big.size() - 1] == 1);
     }
     textpipe::reset_peak_rss();
     // Where the kernel allows the reset, the peak falls back near the current size.
