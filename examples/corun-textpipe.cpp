@@ -390,7 +390,9 @@ std::string counts_digest(const textpipe::word_counts& wc) {
     };
     for (const auto& [word, n] : all) {
         mix(word);
-        mix(":" + std::to_string(n) + "\n");
+        mix(":");
+        mix(std::to_string(n));
+        mix("\n");
     }
     char buf[20];
     std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));

@@ -48,6 +48,9 @@ void line_splitter::finish(std::string_view prefix, std::string& out) {
     m_started = false;
 }
 
+/// How often a writer waiting for a reader looks whether it should stop.
+constexpr int poll_interval_ms = 20;
+
 struct output_relay::state {
     executor ex;
     std::function<void()> on_room;
@@ -57,6 +60,7 @@ struct output_relay::state {
     std::size_t backlog = 0;        // queued bytes, and those being written
     bool dead[2] = {false, false};  // the reader has gone
     bool room_wanted = false;
+    std::function<void()> on_empty;
     bool stop = false;
     bool done = false;
 
@@ -81,6 +85,7 @@ struct output_relay::state {
                     room_wanted = false;
                     asio::post(ex, on_room);
                 }
+                if (on_empty && backlog == 0) asio::post(ex, std::exchange(on_empty, nullptr));
                 changed.notify_all();
             }
         }
@@ -100,7 +105,7 @@ struct output_relay::state {
             std::size_t n = data.size();
             if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
                 pollfd p{fd, POLLOUT, 0};
-                const int r = ::poll(&p, 1, 100);
+                const int r = ::poll(&p, 1, poll_interval_ms);
                 if (r < 0 && errno != EINTR) return false;
                 if (r <= 0) {
                     if (stopping()) return true;  // dropped: the pool is going and nobody reads
@@ -113,6 +118,9 @@ struct output_relay::state {
                     if (nl != std::string_view::npos) n = nl + 1;
                 }
             }
+            // Once stopped, not a byte more: the descriptor may by now be
+            // something else (the application restored its stdout).
+            if (stopping()) return true;
             const ssize_t k = ::write(fd, data.data(), n);
             if (k < 0) {
                 if (errno == EINTR || errno == EAGAIN) continue;
@@ -150,14 +158,18 @@ output_relay::output_relay(executor ex, std::function<void()> on_room) : m_state
 }
 
 output_relay::~output_relay() {
+    stop(std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
+}
+
+void output_relay::stop(std::chrono::steady_clock::time_point deadline) {
+    if (!m_writer.joinable()) return;
     std::unique_lock guard(m_state->lock);
     m_state->stop = true;
     m_state->room_wanted = false;
+    m_state->on_empty = nullptr;
     m_state->changed.notify_all();
-    // The writer stops within its poll interval, unless a terminal holds it in
-    // write(): then it is left to finish on its own, with its own state.
-    const bool done =
-        m_state->changed.wait_for(guard, std::chrono::milliseconds(500), [&] { return m_state->done; });
+    // The writer stops within its poll interval, or after its current write.
+    const bool done = m_state->changed.wait_until(guard, deadline, [&] { return m_state->done; });
     guard.unlock();
     if (done) {
         m_writer.join();
@@ -191,6 +203,15 @@ void output_relay::want_room() {
         return;
     }
     m_state->room_wanted = true;
+}
+
+void output_relay::when_empty(std::function<void()> f) {
+    std::lock_guard guard(m_state->lock);
+    if (m_state->backlog == 0) {
+        asio::post(m_state->ex, std::move(f));
+        return;
+    }
+    m_state->on_empty = std::move(f);
 }
 
 void output_relay::flush(std::chrono::steady_clock::time_point deadline) {

@@ -45,7 +45,7 @@ public:
     output_relay(executor ex, std::function<void()> on_room);
     output_relay(const output_relay&) = delete;
     output_relay& operator=(const output_relay&) = delete;
-    /// Writes what is left until `flush_deadline` at most, then drops the rest.
+    /// Drops what is left (see `stop`).
     ~output_relay();
 
     /// Queues whole lines for descriptor `fd` (1 or 2).
@@ -53,8 +53,15 @@ public:
     bool full() const;
     /// Asks for `on_room` when the backlog is down to `low_water`.
     void want_room();
+    /// Posts `f` to the pool's executor once everything queued is written
+    /// (or dropped, its reader gone).
+    void when_empty(std::function<void()> f);
     /// Blocks until everything queued is written or `deadline` has passed.
     void flush(std::chrono::steady_clock::time_point deadline);
+    /// Drops what is left and stops the writer, waiting for it until
+    /// `deadline` at most: a terminal that holds it in write() then lets it
+    /// finish on its own, with its own state.
+    void stop(std::chrono::steady_clock::time_point deadline);
 
 private:
     struct state;

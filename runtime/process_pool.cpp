@@ -164,7 +164,14 @@ private:
 class process_pool_core : public std::enable_shared_from_this<process_pool_core> {
 public:
     process_pool_core(executor ex, process_pool_options options)
-        : m_ex(std::move(ex)), m_options(std::move(options)), m_control_wait(m_ex), m_respawn_timer(m_ex) {
+        : m_ex(std::move(ex)),
+          m_options(std::move(options)),
+          m_control_wait(m_ex),
+          m_respawn_timer(m_ex),
+          m_let_go_timer(m_ex),
+          m_server_exit(m_ex),
+          m_server_poll(m_ex),
+          m_server_deadline(m_ex) {
         if (m_options.workers == 0) m_options.workers = std::max(1u, std::thread::hardware_concurrency());
         m_options.prefetch = std::clamp<std::size_t>(m_options.prefetch, 1, worker_board::slots);
         if (m_options.max_frame_size == 0) m_options.max_frame_size = 1;
@@ -179,6 +186,12 @@ public:
         context.notify_fork(asio::execution_context::fork_prepare);
         m_server = start_fork_server(m_options);
         context.notify_fork(asio::execution_context::fork_parent);
+        if (m_server.pidfd >= 0) {
+            boost::system::error_code ec;
+            m_server_exit.assign(m_server.pidfd, ec);
+            if (ec) ::close(m_server.pidfd);  // then the pool polls for its exit
+            m_server.pidfd = -1;
+        }
         std::vector<server_message> spawned, early_exits;
         try {
             for (std::uint32_t i = 0; i < m_options.workers; ++i)
@@ -276,8 +289,12 @@ public:
                 std::find_if(w->inflight.begin(), w->inflight.end(), [t](auto& e) { return e.task == t; });
             if (h == w->inflight.end()) continue;
             h->task = nullptr;
-            if (!w->board->withdraw(h->seq)) {
-                // Started: the only way to stop it is to kill its worker. The
+            if (w->board->withdraw(h->seq)) {
+                // It will never start: it does not count towards retiring.
+                if (m_options.max_tasks_per_child && !m_closed && w->assigned > 0)
+                    w->retiring = --w->assigned >= m_options.max_tasks_per_child;
+            } else if (w->board->doom(h->seq)) {
+                // Running: the only way to stop it is to kill its worker. The
                 // tasks sent after it have not started and never will there:
                 // they go back to the pool at once.
                 std::vector<pool_task*> others;
@@ -288,6 +305,7 @@ public:
                 w->cancelled_by_pool = true;
                 kill_worker(*w);
             }
+            // Otherwise it is done, and its answer, on its way, is dropped.
             t->complete(aborted(), {});
             dispatch();
             check_join();
@@ -668,7 +686,7 @@ private:
         // task that kills its worker is that task's failure, not the pool's.
         const bool ready = w->board->ready.load() != 0;
         m_fruitless = ready || w->cancelled_by_pool ? 0 : m_fruitless + 1;
-        const bool init_failed = WIFEXITED(w->status) && WEXITSTATUS(w->status) == initializer_failed;
+        const bool init_failed = !ready && w->board->exit_reason.load() == worker_board::initializer_threw;
         if (!m_broken && (init_failed || m_fruitless >= std::max<std::size_t>(5, 2 * m_options.workers))) {
             const std::string why = init_failed ? "its initializer failed in worker " +
                                                       std::to_string(w->pid) + " (see its stderr)"
@@ -694,9 +712,9 @@ private:
             what += " " + w.protocol_error + "; it was killed and replaced";
         else if (sig)
             what += " was killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
-        else if (code == initializer_failed)
+        else if (w.board->exit_reason.load() == worker_board::initializer_threw)
             what += " exited: the pool's initializer failed (see its stderr)";
-        else if (code == worker_out_of_memory)
+        else if (w.board->exit_reason.load() == worker_board::out_of_memory)
             what += " ran out of memory taking in a task (memory_limit)";
         else
             what += " exited with code " + std::to_string(code);
@@ -879,7 +897,7 @@ private:
     }
 
     void check_join() {
-        if (!m_closed || m_finished || !m_queue.empty()) return;
+        if (!m_closed || m_finishing || !m_queue.empty()) return;
         for (auto& w : m_workers)
             if (w && w->busy()) return;
         // Idle and closed: let the workers go (end of file makes them exit).
@@ -887,30 +905,120 @@ private:
         for (auto& w : m_workers)
             if (w) let_go(*w);
         if (m_join_waiters.empty()) return;
-        for (auto& w : m_workers)
-            if (w) return;                             // still to exit
+        if (std::any_of(m_workers.begin(), m_workers.end(),
+                        [](const worker_ptr& w) { return w != nullptr; })) {
+            // A worker that does not leave (stopped, stuck in its
+            // initializer) holds no task: after the grace it is killed.
+            if (!m_let_go_armed) {
+                m_let_go_armed = true;
+                m_let_go_timer.expires_after(shutdown_grace);
+                m_let_go_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+                    auto self = weak.lock();
+                    if (!self || ec || self->m_finishing) return;
+                    for (auto& w : self->m_workers)
+                        if (w && !w->busy()) kill_worker(*w);
+                });
+            }
+            return;
+        }
         if (m_spawning || !m_retired.empty()) return;  // a worker coming, output still draining
-        finish_blocking();
+        finish_async();
     }
 
-    /// Stops the server and reaps it, draining what the workers still print.
-    /// Bounded: past the grace, everything left is killed.
-    void finish_blocking() {
+    /// The end of `join`: every worker is gone and its output read. Stops
+    /// the server and reaps it, and waits for the output to be written,
+    /// without blocking the event loop.
+    void finish_async() {
+        m_finishing = true;
+        m_let_go_timer.cancel();
+        m_respawn_timer.cancel();
+        close_control();
+        // No worker is left: the server exits at once, unless something holds
+        // its end of the control socket open (a forked copy of this program):
+        // then it is killed after the grace.
+        m_server_deadline.expires_after(shutdown_grace);
+        m_server_deadline.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+            auto self = weak.lock();
+            if (!self || ec || self->m_server.pid <= 0) return;
+            ::kill(self->m_server.pid, SIGKILL);
+        });
+        wait_server_exit();
+        m_relay->when_empty([weak = weak_from_this()] {
+            if (auto self = weak.lock()) {
+                self->m_output_written = true;
+                self->maybe_finished();
+            }
+        });
+    }
+
+    void wait_server_exit() {
+        auto reaped = [weak = weak_from_this()](boost::system::error_code ec) {
+            auto self = weak.lock();
+            if (!self || ec == asio::error::operation_aborted || self->m_finished) return;
+            if (!self->try_reap_server()) return self->wait_server_exit();
+            self->m_server_deadline.cancel();
+            self->maybe_finished();
+        };
+        if (m_server_exit.is_open()) {
+            m_server_exit.async_wait(asio::posix::stream_descriptor::wait_read, reaped);
+        } else {  // no pidfd: look again shortly
+            m_server_poll.expires_after(std::chrono::milliseconds(10));
+            m_server_poll.async_wait(reaped);
+        }
+    }
+
+    /// True once the server has been reaped (here, or by whoever else reaps:
+    /// SIGCHLD ignored, the application's own handler).
+    bool try_reap_server() {
+        if (m_server.pid <= 0) return true;
+        const pid_t r = ::waitpid(m_server.pid, nullptr, WNOHANG);
+        if (r != m_server.pid && !(r < 0 && errno == ECHILD)) return false;
+        m_server.pid = -1;
+        boost::system::error_code ignored;
+        m_server_exit.close(ignored);
+        return true;
+    }
+
+    void maybe_finished() {
+        if (m_finished || m_server.pid > 0 || !m_output_written) return;
         m_finished = true;
-        const auto deadline = clock::now() + shutdown_grace + std::chrono::milliseconds(500);
+        m_relay->stop(clock::now() + std::chrono::milliseconds(100));
+        m_relay.reset();
+        m_retired.clear();
+        m_workers.clear();
+        m_join_waiters.complete_all();
+    }
+
+    void close_control() {
         boost::system::error_code ignored;
         m_control_wait.close(ignored);
-        m_respawn_timer.cancel();
         // End of file on the control socket: the server lets its workers go,
         // kills those still there after its grace, and exits. A worker it
         // made for us that we have not received yet has its channel closed
         // with the socket, and leaves at once.
         if (m_server.control >= 0) ::close(m_server.control);
         m_server.control = -1;
+    }
+
+    /// The destructor's end (and a failed start's): everything left is
+    /// stopped, drained and reaped, blocking, within one deadline whatever
+    /// the workers, the server or the reader of our stdout do.
+    void finish_blocking() {
+        m_finished = true;
+        const auto deadline = clock::now() + shutdown_grace + std::chrono::milliseconds(500);
+        boost::system::error_code ignored;
+        m_respawn_timer.cancel();
+        m_let_go_timer.cancel();
+        m_server_deadline.cancel();
+        m_server_poll.cancel();
+        close_control();
         drain_output(deadline);
         reap_server(deadline);
-        if (m_relay) m_relay->flush(clock::now() + shutdown_grace);
-        m_relay.reset();
+        if (m_relay) {
+            m_relay->flush(deadline);
+            m_relay->stop(std::max(deadline, clock::now() + std::chrono::milliseconds(100)));
+            m_relay.reset();
+        }
         for (auto* list : {&m_workers, &m_retired})
             for (auto& w : *list)
                 if (w) {
@@ -960,15 +1068,15 @@ private:
     /// own handler, the server is never ours to wait for.
     void reap_server(clock::time_point deadline) {
         if (m_server.pid <= 0) return;
+        const int pidfd = m_server_exit.is_open() ? m_server_exit.native_handle() : -1;
         auto exited = [&](int timeout_ms) {
-            if (m_server.pidfd >= 0) {
-                pollfd p{m_server.pidfd, POLLIN, 0};
+            if (pidfd >= 0) {
+                pollfd p{pidfd, POLLIN, 0};
                 if (::poll(&p, 1, timeout_ms) == 0) return false;
             } else if (timeout_ms > 0) {
                 ::usleep(static_cast<useconds_t>(std::min(timeout_ms, 10)) * 1000);
             }
-            const pid_t r = ::waitpid(m_server.pid, nullptr, WNOHANG);
-            return r == m_server.pid || (r < 0 && errno == ECHILD);
+            return try_reap_server();
         };
         bool gone = false;
         while (!gone) {
@@ -976,19 +1084,15 @@ private:
             if (left <= 0) break;
             gone = exited(static_cast<int>(std::min<long>(left, 100)));
         }
-        if (!gone) {
-            for (auto* list : {&m_workers, &m_retired})
-                for (auto& w : *list)
-                    if (w && !w->exited) {
-                        ::killpg(w->pid, SIGKILL);
-                        ::kill(w->pid, SIGKILL);
-                    }
-            ::kill(m_server.pid, SIGKILL);  // its workers die with it (PR_SET_PDEATHSIG)
-            for (int i = 0; i < 500 && !gone; ++i) gone = exited(10);
-        }
-        if (m_server.pidfd >= 0) ::close(m_server.pidfd);
-        m_server.pidfd = -1;
-        m_server.pid = -1;
+        if (gone) return;
+        for (auto* list : {&m_workers, &m_retired})
+            for (auto& w : *list)
+                if (w && !w->exited) {
+                    ::killpg(w->pid, SIGKILL);
+                    ::kill(w->pid, SIGKILL);
+                }
+        ::kill(m_server.pid, SIGKILL);  // its workers die with it (PR_SET_PDEATHSIG)
+        for (int i = 0; i < 500 && !gone; ++i) gone = exited(10);
     }
 
     executor m_ex;
@@ -1008,6 +1112,13 @@ private:
     std::exception_ptr m_broken;  // why the pool gave up
     std::vector<std::uint32_t> m_respawn_wanted;
     asio::steady_timer m_respawn_timer;
+    asio::steady_timer m_let_go_timer;
+    bool m_let_go_armed = false;
+    asio::posix::stream_descriptor m_server_exit;  // its pidfd, readable once it has exited
+    asio::steady_timer m_server_poll;              // without a pidfd
+    asio::steady_timer m_server_deadline;
+    bool m_output_written = false;
+    bool m_finishing = false;
     clock::duration m_respawn_delay = respawn_first_delay;
     bool m_respawn_armed = false;
     std::string m_close_reason;

@@ -138,23 +138,74 @@ std::string original_argument(const std::string& what, std::string_view prefix, 
     return what;
 }
 
-std::string path_suffix(const std::filesystem::path& p1, const std::filesystem::path& p2) {
-    std::string s;
-    if (!p1.empty()) s += " [" + p1.native() + "]";
-    if (!p2.empty()) s += " [" + p2.native() + "]";
-    return s;
+/// A filesystem_error made as the library makes them: with no path, one or
+/// two (each form words its `what()` differently).
+std::filesystem::filesystem_error make_filesystem_error(const std::string& arg, int paths,
+                                                        const std::filesystem::path& p1,
+                                                        const std::filesystem::path& p2, std::error_code ec) {
+    if (paths == 0) return {arg, ec};
+    if (paths == 1) return {arg, p1, ec};
+    return {arg, p1, p2, ec};
+}
+
+/// Is `e` the library's own type derived from a standard one (libstdc++
+/// throws `std::__ios_failure` for `std::ios_base::failure`), rather than the
+/// user's?
+template <class Standard>
+bool library_variant_of(const std::exception& e) {
+    return dynamic_cast<const Standard*>(&e) && demangle(typeid(e).name()).starts_with("std::");
+}
+
+/// The standard type an exception stands for: its own, or, for what
+/// `std::throw_with_nested(T)` throws (libstdc++'s `_Nested_exception<T>`),
+/// `T`, with `nested` set.
+const std::type_info& face_of(const std::exception& e, bool& nested) {
+    static const std::type_info* const known[] = {
+        &typeid(std::exception),
+        &typeid(std::logic_error),
+        &typeid(std::invalid_argument),
+        &typeid(std::domain_error),
+        &typeid(std::length_error),
+        &typeid(std::out_of_range),
+        &typeid(std::runtime_error),
+        &typeid(std::range_error),
+        &typeid(std::overflow_error),
+        &typeid(std::underflow_error),
+        &typeid(std::system_error),
+        &typeid(std::ios_base::failure),
+        &typeid(std::future_error),
+        &typeid(std::regex_error),
+        &typeid(std::bad_alloc),
+        &typeid(std::bad_cast),
+        &typeid(std::bad_function_call),
+        &typeid(corun::value_too_large),
+        &typeid(std::filesystem::filesystem_error),
+    };
+    const std::type_info& t = typeid(e);
+    const std::string name = demangle(t.name());
+    constexpr std::string_view prefix = "std::_Nested_exception<";
+    if (!name.starts_with(prefix) || !dynamic_cast<const std::nested_exception*>(&e)) return t;
+    const std::string inner = name.substr(prefix.size(), name.size() - prefix.size() - 1);
+    for (const std::type_info* k : known) {
+        if (demangle(k->name()) == inner) {
+            nested = true;
+            return *k;
+        }
+    }
+    return t;
 }
 
 /// Kind-specific fields of a standard exception; false when the exception is
 /// not of a type this side can rebuild exactly.
-bool put_standard(wire::writer& w, const std::exception& e, failure_kind& kind) {
-    const std::type_info& t = typeid(e);
+bool put_standard(wire::writer& w, const std::exception& e, const std::type_info& t, failure_kind& kind) {
     auto is = [&t](const std::type_info& u) { return t == u; };
-    if (is(typeid(std::system_error)) || is(typeid(std::ios_base::failure))) {
+    const bool is_ios_failure =
+        is(typeid(std::ios_base::failure)) || library_variant_of<std::ios_base::failure>(e);
+    if (is(typeid(std::system_error)) || is_ios_failure) {
         const auto& se = static_cast<const std::system_error&>(e);
         const auto category = category_of(se.code());
         if (!category) return false;
-        kind = is(typeid(std::system_error)) ? system_error : ios_failure;
+        kind = is_ios_failure ? ios_failure : system_error;
         const std::string what = se.what();
         std::string arg;
         if (kind == system_error) {
@@ -179,14 +230,28 @@ bool put_standard(wire::writer& w, const std::exception& e, failure_kind& kind) 
         const auto category = category_of(fe.code());
         if (!category) return false;
         kind = filesystem_error;
-        const std::string arg = original_argument(
-            fe.what(), "filesystem error: ", ": " + fe.code().message() + path_suffix(fe.path1(), fe.path2()),
-            [&](const std::string& a) {
-                return std::filesystem::filesystem_error(a, fe.path1(), fe.path2(), fe.code());
-            });
+        // Which constructor made it shows only in its what(): find the one
+        // that makes it again.
+        std::string arg = fe.what();
+        std::uint8_t paths = 2;
+        for (int n : {2, 1, 0}) {
+            std::string suffix = ": " + fe.code().message();
+            if (n >= 1) suffix += " [" + fe.path1().native() + "]";
+            if (n == 2) suffix += " [" + fe.path2().native() + "]";
+            auto make = [&](const std::string& a) {
+                return make_filesystem_error(a, n, fe.path1(), fe.path2(), fe.code());
+            };
+            const std::string candidate = original_argument(fe.what(), "filesystem error: ", suffix, make);
+            if (make(candidate).what() == std::string_view(fe.what())) {
+                arg = candidate;
+                paths = static_cast<std::uint8_t>(n);
+                break;
+            }
+        }
         wire::put(w, static_cast<std::uint8_t>(*category));
         wire::put(w, static_cast<std::int32_t>(fe.code().value()));
         wire::put(w, arg);
+        wire::put(w, paths);
         wire::put(w, fe.path1().native());
         wire::put(w, fe.path2().native());
         return true;
@@ -246,15 +311,27 @@ bool put_standard(wire::writer& w, const std::exception& e, failure_kind& kind) 
     return false;
 }
 
+/// Throws `e`, or, when it had one (`std::throw_with_nested`), `e` with
+/// `nested` nested in it.
+template <class E>
+[[noreturn]] void raise(const std::exception_ptr& nested, E e) {
+    if (!nested) throw std::move(e);
+    try {
+        std::rethrow_exception(nested);
+    } catch (...) {
+        std::throw_with_nested(std::move(e));
+    }
+}
+
 /// std::bad_variant_access can only be made with its default message; the
 /// standard library's own throws give one of two others, made again here the
 /// same way.
-[[noreturn]] void throw_bad_variant_access(const std::string& what) {
+[[noreturn]] void throw_bad_variant_access(const std::string& what, const std::exception_ptr& nested) {
     struct throws_on_copy {
         throws_on_copy() = default;
         throws_on_copy(const throws_on_copy&) { throw 0; }
     };
-    if (what == std::bad_variant_access().what()) throw std::bad_variant_access();
+    if (what == std::bad_variant_access().what()) raise(nested, std::bad_variant_access());
     std::variant<int, throws_on_copy> v;
     if (what.find("valueless") != std::string::npos) {
         try {
@@ -262,81 +339,92 @@ bool put_standard(wire::writer& w, const std::exception& e, failure_kind& kind) 
             v.emplace<1>(source);
         } catch (int) {
         }
-        std::visit([](auto&) {}, v);
+        try {
+            std::visit([](auto&) {}, v);
+        } catch (const std::bad_variant_access& e) {
+            raise(nested, e);
+        }
     }
-    (void)std::get<1>(v);
-    throw std::bad_variant_access();
+    try {
+        (void)std::get<1>(v);
+    } catch (const std::bad_variant_access& e) {
+        raise(nested, e);
+    }
+    raise(nested, std::bad_variant_access());
 }
 
 /// Throws the standard exception of `kind` whose message is `what`, reading
 /// its other fields from `r`.
-[[noreturn]] void throw_standard(failure_kind kind, const std::string& what, wire::reader& r) {
+[[noreturn]] void throw_standard(failure_kind kind, const std::string& what, wire::reader& r,
+                                 const std::exception_ptr& nested) {
     switch (kind) {
         case exception:
-            throw std::exception();
+            raise(nested, std::exception());
         case logic_error:
-            throw std::logic_error(what);
+            raise(nested, std::logic_error(what));
         case invalid_argument:
-            throw std::invalid_argument(what);
+            raise(nested, std::invalid_argument(what));
         case domain_error:
-            throw std::domain_error(what);
+            raise(nested, std::domain_error(what));
         case length_error:
-            throw std::length_error(what);
+            raise(nested, std::length_error(what));
         case out_of_range:
-            throw std::out_of_range(what);
+            raise(nested, std::out_of_range(what));
         case runtime_error:
-            throw std::runtime_error(what);
+            raise(nested, std::runtime_error(what));
         case range_error:
-            throw std::range_error(what);
+            raise(nested, std::range_error(what));
         case overflow_error:
-            throw std::overflow_error(what);
+            raise(nested, std::overflow_error(what));
         case underflow_error:
-            throw std::underflow_error(what);
+            raise(nested, std::underflow_error(what));
         case bad_alloc:
-            throw std::bad_alloc();
+            raise(nested, std::bad_alloc());
         case bad_array_new_length:
-            throw std::bad_array_new_length();
+            raise(nested, std::bad_array_new_length());
         case bad_cast:
-            throw std::bad_cast();
+            raise(nested, std::bad_cast());
         case bad_any_cast:
-            throw std::bad_any_cast();
+            raise(nested, std::bad_any_cast());
         case bad_typeid:
-            throw std::bad_typeid();
+            raise(nested, std::bad_typeid());
         case bad_exception:
-            throw std::bad_exception();
+            raise(nested, std::bad_exception());
         case bad_function_call:
-            throw std::bad_function_call();
+            raise(nested, std::bad_function_call());
         case bad_weak_ptr:
-            throw std::bad_weak_ptr();
+            raise(nested, std::bad_weak_ptr());
         case bad_optional_access:
-            throw std::bad_optional_access();
+            raise(nested, std::bad_optional_access());
         case bad_variant_access:
-            throw_bad_variant_access(what);
+            throw_bad_variant_access(what, nested);
         case future_error:
-            throw std::future_error(static_cast<std::future_errc>(wire::get<std::int32_t>(r)));
+            raise(nested, std::future_error(static_cast<std::future_errc>(wire::get<std::int32_t>(r))));
         case regex_error:
-            throw std::regex_error(static_cast<std::regex_constants::error_type>(wire::get<std::int32_t>(r)));
+            raise(nested, std::regex_error(
+                              static_cast<std::regex_constants::error_type>(wire::get<std::int32_t>(r))));
         case system_error:
         case ios_failure: {
             const auto category = wire::get<std::uint8_t>(r);
             const auto code = make_code(wire::get<std::int32_t>(r), category);
             const auto arg = wire::get<std::string>(r);
             const bool bare = wire::get<std::uint8_t>(r) != 0;
-            if (kind == ios_failure) throw std::ios_base::failure(arg, code);
-            if (bare) throw std::system_error(code);
-            throw std::system_error(code, arg);
+            if (kind == ios_failure) raise(nested, std::ios_base::failure(arg, code));
+            if (bare) raise(nested, std::system_error(code));
+            raise(nested, std::system_error(code, arg));
         }
         case filesystem_error: {
             const auto category = wire::get<std::uint8_t>(r);
             const auto code = make_code(wire::get<std::int32_t>(r), category);
             const auto arg = wire::get<std::string>(r);
+            const auto paths = wire::get<std::uint8_t>(r);
             const std::filesystem::path p1(wire::get<std::string>(r));
             const std::filesystem::path p2(wire::get<std::string>(r));
-            throw std::filesystem::filesystem_error(arg, p1, p2, code);
+            raise(nested, make_filesystem_error(arg, paths, p1, p2, code));
         }
         default:
-            throw std::runtime_error("corun: a worker sent an exception of unknown kind " +
-                                     std::to_string(kind));
+            raise(nested, std::runtime_error("corun: a worker sent an exception of unknown kind " +
+                                             std::to_string(kind)));
     }
 }
 
@@ -350,9 +438,10 @@ void register_exception_type(const std::type_info& type, exception_encoder encod
 
 void encode_failure(std::string& out, std::exception_ptr error) {
     failure_kind kind = other;
-    std::string type, what, registered_name;
+    std::string type, what, registered_name, inner;
     std::string fields;
     wire::writer extra(fields);
+    bool nested = false;
     try {
         std::rethrow_exception(error);
     } catch (const std::exception& e) {
@@ -367,9 +456,16 @@ void encode_failure(std::string& out, std::exception_ptr error) {
             } catch (...) {
                 fields.clear();  // it could not be saved: it travels as remote_error
             }
-        } else if (!put_standard(extra, e, kind)) {
+        } else if (!put_standard(extra, e, face_of(e, nested), kind)) {
             fields.clear();
             kind = other;
+            nested = false;
+        }
+        if (nested) {
+            if (const auto* n = dynamic_cast<const std::nested_exception*>(&e); n && n->nested_ptr())
+                encode_failure(inner, n->nested_ptr());
+            else
+                nested = false;
         }
     } catch (...) {
         const std::type_info* t = abi::__cxa_current_exception_type();
@@ -380,6 +476,8 @@ void encode_failure(std::string& out, std::exception_ptr error) {
     wire::put(w, type);
     wire::put(w, what);
     wire::put(w, registered_name);
+    wire::put(w, static_cast<std::uint8_t>(nested));
+    if (nested) wire::put(w, inner);
     w.bytes(fields.data(), fields.size());
 }
 
@@ -390,6 +488,9 @@ std::exception_ptr decode_failure(std::string_view payload, int pid) {
         auto type = wire::get<std::string>(r);
         auto what = wire::get<std::string>(r);
         const auto registered_name = wire::get<std::string>(r);
+        // What std::throw_with_nested put inside it, made first.
+        std::exception_ptr nested;
+        if (wire::get<std::uint8_t>(r) != 0) nested = decode_failure(wire::get<std::string>(r), pid);
         switch (kind) {
             case other:
                 return std::make_exception_ptr(remote_error(std::move(type), std::move(what), pid));
@@ -403,7 +504,7 @@ std::exception_ptr decode_failure(std::string_view payload, int pid) {
                 return std::make_exception_ptr(corun::value_too_large(what_was_large, size, limit));
             }
             default:
-                throw_standard(kind, what, r);
+                throw_standard(kind, what, r, nested);
         }
     } catch (...) {
         return std::current_exception();

@@ -79,12 +79,29 @@ void append_header(std::string& out, frame_kind kind, std::uint64_t id, std::uin
 
 // ---- the worker ----------------------------------------------------------
 
-void append_failure(std::string& out, std::uint64_t id, std::exception_ptr error) {
+/// Appends the failure frame for `error`, or, if that would exceed
+/// `max_frame` (an exception with a huge message), one for `value_too_large`.
+void append_failure(std::string& out, std::uint64_t id, std::exception_ptr error, std::uint64_t max_frame) {
     const std::size_t at = out.size();
     append_header(out, failure_frame, id);
     encode_failure(out, std::move(error));
-    const frame_header answer{out.size() - at - sizeof(frame_header), failure_frame, 0, id};
+    std::uint64_t size = out.size() - at - sizeof(frame_header);
+    if (size > max_frame) {
+        out.resize(at + sizeof(frame_header));
+        encode_failure(out,
+                       std::make_exception_ptr(value_too_large("the exception of a task", size, max_frame)));
+        size = out.size() - at - sizeof(frame_header);
+    }
+    const frame_header answer{size, failure_frame, 0, id};
     std::memcpy(out.data() + at, &answer, sizeof answer);
+}
+
+/// Reaps the children a task left behind that have exited (this worker is
+/// their subreaper, so orphans of its descendants come here too): between
+/// tasks, nobody else will wait for them.
+void reap_leftovers() {
+    while (waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
 }
 
 /// Sends the answers in `out`, after what the task printed.
@@ -125,9 +142,14 @@ std::size_t run_frames(int fd, std::string& in, std::size_t pos, std::string& ou
             std::memcpy(out.data() + at, &answer, sizeof answer);
         } catch (...) {
             out.resize(at);
-            append_failure(out, h.id, std::current_exception());
+            append_failure(out, h.id, std::current_exception(), max_frame);
         }
+        // Cancelled while it ran: the parent is killing this worker, which
+        // must start nothing more meanwhile.
+        if (!board.finish(h.id))
+            for (;;) pause();
         send_answers(fd, out);
+        reap_leftovers();
     }
     return pos;
 }
@@ -163,7 +185,9 @@ std::size_t run_frames(int fd, std::string& in, std::size_t pos, std::string& ou
                 // No room for this task under memory_limit: it fails with
                 // bad_alloc, its bytes are read and dropped.
                 if (board.claim(h.id)) {
-                    append_failure(out, h.id, std::current_exception());
+                    append_failure(out, h.id, std::current_exception(), max_frame);
+                    if (!board.finish(h.id))
+                        for (;;) pause();
                 } else {
                     append_header(out, skipped_frame, h.id);
                 }
@@ -185,6 +209,7 @@ std::size_t run_frames(int fd, std::string& in, std::size_t pos, std::string& ou
         try {
             in.append(buf.get() + dropped, got - dropped);
         } catch (const std::bad_alloc&) {
+            board.exit_reason.store(worker_board::out_of_memory);
             _exit(worker_out_of_memory);
         }
     }
@@ -201,22 +226,36 @@ std::size_t address_space_size() {
     return pages * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
 }
 
+/// The descriptor for the worker's channel: `worker_channel_fd`, or the
+/// highest one RLIMIT_NOFILE allows if that is lower.
+int channel_descriptor() {
+    rlimit files{};
+    if (getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY) return worker_channel_fd;
+    return static_cast<int>(std::clamp<rlim_t>(files.rlim_cur - 1, 3, worker_channel_fd));
+}
+
 [[noreturn]] void worker_main(const process_pool_options& options, pid_t server, int channel, int out,
                               int err, worker_board* board) {
     follow_parent(server);
     // A group of its own: when it exits, whatever a task started in it is
-    // killed with it (the fork server kills the group).
+    // killed with it (the fork server kills the group). And the subreaper of
+    // what it starts: orphans of a task's processes stay attributed to this
+    // worker, and go to the fork server, to be killed, only when it dies.
     setpgid(0, 0);
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) die("worker set-up: prctl");
     default_signals();
     const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) die("worker set-up");
     // The channel is close-on-exec: a program a task runs never holds it.
-    if (channel == worker_channel_fd ? fcntl(channel, F_SETFD, FD_CLOEXEC) < 0
-                                     : dup3(channel, worker_channel_fd, O_CLOEXEC) < 0)
+    const int fd = channel_descriptor();
+    if (channel == fd ? fcntl(channel, F_SETFD, FD_CLOEXEC) < 0 : dup3(channel, fd, O_CLOEXEC) < 0)
         die("worker set-up");
     // Nothing of the parent's or the server's stays open: no socket, no
-    // listening port, no event loop descriptor.
-    if (close_range(worker_channel_fd + 1, ~0u, 0) != 0) die("close_range");
+    // listening port, no event loop descriptor, no file the application
+    // opened (code that still writes to its number writes to nothing).
+    if ((fd > 3 && close_range(3, static_cast<unsigned>(fd) - 1, 0) != 0) ||
+        close_range(static_cast<unsigned>(fd) + 1, ~0u, 0) != 0)
+        die("close_range");
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     std::setvbuf(stderr, nullptr, _IOLBF, 0);
     if (options.memory_limit != 0) {
@@ -227,18 +266,25 @@ std::size_t address_space_size() {
         if (setrlimit(RLIMIT_AS, &l) != 0) die("setrlimit");
     }
     if (options.initializer) {
+        const char* failure = nullptr;
+        std::string what;
         try {
             options.initializer();
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "corun: worker initializer failed: %s\n", e.what());
-            _exit(initializer_failed);
+            what = e.what();
+            failure = what.c_str();
         } catch (...) {
-            std::fprintf(stderr, "corun: worker initializer failed\n");
+            failure = "";
+        }
+        if (failure) {
+            std::fprintf(stderr, "corun: worker initializer failed%s%s\n", *failure ? ": " : "", failure);
+            board->exit_reason.store(worker_board::initializer_threw);
             _exit(initializer_failed);
         }
+        reap_leftovers();
     }
     board->ready.store(1);
-    worker_loop(worker_channel_fd, *board, options.max_frame_size);
+    worker_loop(fd, *board, options.max_frame_size);
 }
 
 // ---- the fork server ------------------------------------------------------
@@ -270,8 +316,10 @@ bool send_message(int control, const server_message& m, int nfds) {
     return true;
 }
 
-/// The fork server's children that are not workers: processes a task started
-/// whose parent has died (the server is their subreaper).
+/// Kills the fork server's children that are not workers. Each worker is the
+/// subreaper of what its tasks start, so these can only be what a dead
+/// worker left behind (reparented to the server, its own subreaper), or
+/// their children, orphaned in turn when they were killed.
 void kill_adopted(const std::vector<pid_t>& workers) {
     char path[64];
     std::snprintf(path, sizeof path, "/proc/self/task/%d/children", static_cast<int>(getpid()));
@@ -339,12 +387,12 @@ private:
         }
         int status = 0;
         pid_t pid;
-        bool worker_left = false;
+        bool reaped = false;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            reaped = true;  // a worker, or something one left behind: its children are ours now
             auto w = std::find(m_workers.begin(), m_workers.end(), pid);
-            if (w == m_workers.end()) continue;  // an adopted process, gone
+            if (w == m_workers.end()) continue;
             m_workers.erase(w);
-            worker_left = true;
             // Nothing a task started outlives its worker.
             ::killpg(pid, SIGKILL);
             server_message m;
@@ -353,7 +401,7 @@ private:
             m.status = status;
             report(m, 0);
         }
-        if (worker_left) kill_adopted(m_workers);
+        if (reaped) kill_adopted(m_workers);
     }
 
     void spawn(std::uint32_t index) {

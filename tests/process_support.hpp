@@ -72,6 +72,18 @@ bool eventually(F done, std::chrono::milliseconds limit = std::chrono::milliseco
     return true;
 }
 
+/// In a task: the worker's end of its channel to the pool, the one socket a
+/// worker holds (what a test writes junk to).
+inline int worker_channel() {
+    for (int fd = 0; fd < 4096; ++fd) {
+        char link[64] = {};
+        const std::string path = "/proc/self/fd/" + std::to_string(fd);
+        if (::readlink(path.c_str(), link, sizeof link - 1) > 0 && std::string(link).starts_with("socket:"))
+            return fd;
+    }
+    return -1;
+}
+
 inline int open_fds() {
     int n = 0;
     DIR* d = opendir("/proc/self/fd");

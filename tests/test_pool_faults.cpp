@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -14,12 +15,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <any>
 #include <atomic>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <ios>
@@ -27,6 +32,7 @@
 #include <regex>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <variant>
 #include <vector>
 
@@ -185,6 +191,40 @@ TEST_CASE("a task sent ahead to a busy worker and cancelled never runs, and cost
     std::filesystem::remove(marker);
 }
 
+TEST_CASE("cancelling a task that has finished, its answer not read yet, kills nothing", "[pool_faults]") {
+    std::string first = "pending", second = "pending";
+    int pid_before = 0, pid_after = 0;
+    block_on_within(20s, [&]() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 1}};
+        for (int i = 0; i < 5; ++i) co_await pool.submit(square, 2L);
+        pid_before = pool.worker_pids().at(0);
+        boost::asio::cancellation_signal cancel_first;
+        auto outcome = [](std::string& into) {
+            return [&into](std::exception_ptr e, long) {
+                try {
+                    if (e) std::rethrow_exception(e);
+                    into = "value";
+                } catch (const boost::system::system_error& x) {
+                    into = x.code() == boost::asio::error::operation_aborted ? "cancelled" : x.what();
+                } catch (const std::exception& x) {
+                    into = x.what();
+                }
+            };
+        };
+        pool.submit(square, 3L, boost::asio::bind_cancellation_slot(cancel_first.slot(), outcome(first)));
+        pool.submit(sleep_then, 300L, outcome(second));  // sent ahead to the same worker, at once
+        // The loop looks away while the first finishes and the second starts:
+        // the first one's answer waits, unread.
+        usleep(50'000);
+        cancel_first.emit(boost::asio::cancellation_type::terminal);
+        co_await sleep_for(500ms);
+        pid_after = pool.worker_pids().at(0);
+    }());
+    CHECK(first == "cancelled");
+    CHECK(second == "value");
+    CHECK(pid_after == pid_before);
+}
+
 // ---- 9. a crash fails only the task that was running --------------------------
 
 TEST_CASE("kill -9 of a worker fails exactly the task it was running; those sent ahead run elsewhere",
@@ -313,6 +353,77 @@ TEST_CASE("what a task starts dies with its worker: retired by max_tasks_per_chi
     expect_nothing_left();
 }
 
+TEST_CASE("a worker's exit kills what its tasks started, and nothing a live worker's tasks started",
+          "[pool_faults]") {
+    const std::string helper = unique_sleep();
+    const std::string child = unique_token(), grandchild = unique_token();
+    block_on_within(20s, [&]() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 2}};
+        const int keeper = co_await pool.submit(
+            [](std::string cmd) {
+                (void)!std::system((cmd + " &").c_str());
+                return static_cast<int>(getpid());
+            },
+            helper);
+        REQUIRE(eventually([&] { return process_count_with(sleep_token(helper)) == 1; }));
+        for (int pid : pool.worker_pids())
+            if (pid != keeper) ::kill(pid, SIGKILL);  // another worker dies
+        co_await sleep_for(300ms);
+        CHECK(process_count_with(sleep_token(helper)) == 1);  // its worker lives: so does it
+
+        // A helper in a session of its own with a child of its own, then a crash:
+        // both die with the worker, the child adopted only once the helper is gone.
+        try {
+            co_await pool.submit(
+                [](std::string names) {
+                    const std::string a = names.substr(0, names.find(' ')),
+                                      b = names.substr(names.find(' ') + 1);
+                    if (fork() == 0) {
+                        setsid();
+                        fork_named(b.c_str(), false);
+                        prctl(PR_SET_NAME, a.c_str());
+                        for (;;) pause();
+                    }
+                    usleep(100'000);
+                    std::abort();
+                },
+                child + " " + grandchild);
+            FAIL("the crash went unnoticed");
+        } catch (const corun::worker_crashed&) {
+        }
+        CHECK(
+            eventually([&] { return process_count_with(child) + process_count_with(grandchild) == 0; }, 3s));
+        ::kill(keeper, SIGKILL);
+        CHECK(eventually([&] { return process_count_with(sleep_token(helper)) == 0; }, 3s));
+    }());
+    expect_nothing_left();
+}
+
+TEST_CASE("a task writing to a descriptor the application opened (a log file) harms no task",
+          "[pool_faults]") {
+    char path[] = "/tmp/corun-log-XXXXXX";
+    const int log_fd = ::mkstemp(path);
+    REQUIRE(log_fd >= 0);
+    static int logged_to;
+    logged_to = log_fd;
+    block_on_within(20s, []() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 1}};
+        std::vector<awaitable<long>> tasks;
+        for (long k = 0; k < 40; ++k)
+            tasks.push_back(pool.submit(
+                [](long i) {
+                    if (i == 5) (void)!::write(logged_to, "something worth logging\n", 24);
+                    return i;
+                },
+                k));
+        auto results = co_await corun::gather(std::move(tasks));
+        CHECK(results.size() == 40);
+        CHECK(results[39] == 39);
+    }());
+    ::close(log_fd);
+    ::unlink(path);
+}
+
 // ---- 4. the output relay -------------------------------------------------------
 
 TEST_CASE("a stdout nobody reads blocks neither the event loop nor destruction, and memory stays bounded",
@@ -356,6 +467,61 @@ TEST_CASE("a stdout nobody reads blocks neither the event loop nor destruction, 
     CHECK(rss_growth_kib < 32 * 1024);  // the relay's backlog is bounded
     CHECK(took < 15s);                  // destruction did not wait for the reader
     expect_nothing_left();
+}
+
+TEST_CASE(
+    "close and join with a slow reader: every line is written before join returns, the loop runs meanwhile",
+    "[pool_faults]") {
+    int p[2];
+    REQUIRE(::pipe(p) == 0);
+    std::atomic<long> lines_read{0}, bytes_read{0};
+    std::thread reader([&] {  // a slow but live reader, as `| slow_consumer`
+        char buf[4096];
+        for (ssize_t n; (n = ::read(p[0], buf, sizeof buf)) > 0;) {
+            lines_read += std::count(buf, buf + n, '\n');
+            bytes_read += n;
+            usleep(500);
+        }
+    });
+    long accounted_at_join = 0;  // read, or waiting in the pipe, when join returned
+    clock_type::duration longest_tick{};
+    {
+        stdout_redirect redirect(p[1]);
+        ::close(p[1]);
+        block_on_within(60s, [&]() -> awaitable<void> {
+            corun::process_pool pool{co_await corun::this_executor(), {.workers = 2}};
+            bool stop = false;
+            auto ticker = [&]() -> awaitable<void> {
+                while (!stop) {
+                    const auto before = clock_type::now();
+                    co_await sleep_for(5ms);
+                    longest_tick = std::max(longest_tick, clock_type::now() - before);
+                }
+            };
+            auto work = [&]() -> awaitable<void> {
+                co_await pool.map(
+                    [](long k) {
+                        for (int i = 0; i < 5000; ++i)
+                            std::printf("task %ld line %04d %s\n", k, i, std::string(80, 'x').c_str());
+                        return k;
+                    },
+                    corun::range(4), {.chunksize = 1});
+                pool.close();
+                co_await pool.join();
+                int in_pipe = 0;
+                ::ioctl(p[0], FIONREAD, &in_pipe);
+                accounted_at_join = bytes_read + in_pipe + 4096;  // and what the reader holds
+                stop = true;
+            };
+            co_await corun::gather(ticker(), work());
+        }());
+    }
+    reader.join();
+    ::close(p[0]);
+    CHECK(lines_read == 20'000);
+    // Written, that is: read, or in the pipe, when join returned.
+    CHECK(accounted_at_join >= bytes_read);
+    CHECK(longest_tick < 500ms);
 }
 
 TEST_CASE("a closed stdout (prog | head -1) raises no SIGPIPE in the parent", "[pool_faults]") {
@@ -572,6 +738,82 @@ TEST_CASE("programs the application starts hold none of the pool's descriptors; 
     CHECK(took < 5s);
     ::kill(copy, SIGKILL);
     ::waitpid(copy, nullptr, 0);
+    expect_nothing_left();
+}
+
+TEST_CASE("join never blocks the event loop, even while a forked copy holds the pool's socket",
+          "[pool_faults]") {
+    pid_t copy = -1;
+    clock_type::duration longest_tick{};
+    block_on_within(20s, [&]() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 2}};
+        const long four = co_await pool.submit(square, 2L);
+        CHECK(four == 4);
+        copy = ::fork();
+        if (copy == 0) {
+            for (;;) pause();
+        }
+        bool stop = false;
+        auto ticker = [&]() -> awaitable<void> {
+            while (!stop) {
+                const auto before = clock_type::now();
+                co_await sleep_for(5ms);
+                longest_tick = std::max(longest_tick, clock_type::now() - before);
+            }
+        };
+        auto joining = [&]() -> awaitable<void> {
+            pool.close();
+            CHECK_THROWS_AS(co_await corun::with_timeout(200ms, pool.join()), corun::timeout_error);
+            co_await pool
+                .join();  // the server, which never sees the end of its socket, is killed after the grace
+            stop = true;
+        };
+        co_await corun::gather(ticker(), joining());
+    }());
+    ::kill(copy, SIGKILL);
+    ::waitpid(copy, nullptr, 0);
+    CHECK(longest_tick < 500ms);
+    expect_nothing_left();
+}
+
+TEST_CASE("join completes when an idle worker is stopped: it holds no task, and is killed after the grace",
+          "[pool_faults]") {
+    block_on_within(20s, []() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 2}};
+        const long four = co_await pool.submit(square, 2L);
+        CHECK(four == 4);
+        ::kill(pool.worker_pids().at(1), SIGSTOP);
+        pool.close();
+        co_await corun::with_timeout(5s, pool.join());
+    }());
+    expect_nothing_left();
+}
+
+TEST_CASE("destruction stays within its bound with stdout unread and the fork server stopped",
+          "[pool_faults]") {
+    int p[2];
+    REQUIRE(::pipe(p) == 0);
+    clock_type::duration took{};
+    {
+        stdout_redirect redirect(p[1]);
+        block_on_within(20s, [&]() -> awaitable<void> {
+            auto pool = std::make_unique<corun::process_pool>(co_await corun::this_executor(),
+                                                              corun::process_pool_options{.workers = 2});
+            pool->map(
+                [](long) {
+                    for (int i = 0; i < 4000; ++i)
+                        std::printf("%0511d\n", i);  // 2 MiB each: more than the relay holds
+                    return 0;
+                },
+                corun::range(2), {.chunksize = 1}, [](std::exception_ptr, std::vector<int>) {});
+            co_await sleep_for(300ms);
+            ::kill(fork_server_of_this_process(), SIGSTOP);
+            took = timed([&] { pool.reset(); });
+        }());
+    }
+    ::close(p[0]);
+    ::close(p[1]);
+    CHECK(took < 2500ms);
     expect_nothing_left();
 }
 
@@ -796,7 +1038,7 @@ TEST_CASE("tasks that crash their workers, or blast junk on their channel, do no
                     [](int seed) {
                         std::string junk(64, '\0');
                         for (auto& c : junk) c = static_cast<char>(seed = seed * 1103515245 + 12345);
-                        (void)!::write(3, junk.data(), junk.size());
+                        (void)!::write(worker_channel(), junk.data(), junk.size());
                         pause();
                     },
                     i);
@@ -814,6 +1056,24 @@ TEST_CASE("tasks that crash their workers, or blast junk on their channel, do no
         } catch (const corun::pool_closed& e) {
             CHECK(e.reason() == "close() was called");
         }
+    }());
+}
+
+TEST_CASE("a task exiting with the codes the pool itself uses is that task's crash, nothing more",
+          "[pool_faults]") {
+    block_on_within(20s, []() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 1}};
+        for (int code : {71, 72}) {
+            try {
+                co_await pool.submit([](int c) { std::exit(c); }, code);
+                FAIL("the exit went unnoticed");
+            } catch (const corun::worker_crashed& e) {
+                CHECK(e.exit_code() == code);
+                CHECK_THAT(e.what(), !Catch::Contains("initializer") && !Catch::Contains("memory"));
+            }
+        }
+        const long nine = co_await pool.submit(square, 3L);
+        CHECK(nine == 9);
     }());
 }
 
@@ -924,6 +1184,22 @@ void throw_standard(int which) {
             throw std::bad_function_call();
         case 10:
             throw parse_error("unexpected token", 42);
+        case 11: {
+            std::ifstream in("/nonexistent/corun");
+            in.exceptions(std::ios::failbit);  // the library throws its own failure type
+            break;
+        }
+        case 12:
+            throw std::filesystem::filesystem_error("no path", std::make_error_code(std::errc::io_error));
+        case 13:
+            throw std::filesystem::filesystem_error("one path", std::filesystem::path("/x"),
+                                                    std::make_error_code(std::errc::io_error));
+        case 14:
+            try {
+                throw std::out_of_range("inner");
+            } catch (...) {
+                std::throw_with_nested(std::runtime_error("outer"));
+            }
     }
 }
 
@@ -960,7 +1236,7 @@ TEST_CASE("every standard exception comes back as itself, and a registered one o
             }
             return std::exception_ptr();
         };
-        for (int which = 0; which < 10; ++which) {
+        for (int which : {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14}) {
             const std::string remote = describe(co_await thrown(which));
             CHECK(remote == describe(local(which)));
         }
@@ -977,6 +1253,19 @@ TEST_CASE("every standard exception comes back as itself, and a registered one o
             CHECK(e.code().category() == std::system_category());
             CHECK(e.code().value() == ENOENT);
             CHECK(std::string(e.what()) == "open x: No such file or directory");
+        }
+        try {
+            std::rethrow_exception(co_await thrown(14));
+        } catch (const std::runtime_error& e) {
+            CHECK(std::string(e.what()) == "outer");
+            CHECK_THROWS_WITH(std::rethrow_if_nested(e), "inner");
+        }
+        // The library's own failure type (std::__ios_failure in libstdc++)
+        // comes back as the public one, with the same message.
+        try {
+            std::rethrow_exception(co_await thrown(11));
+        } catch (const std::ios_base::failure& e) {
+            CHECK(describe(local(11)).ends_with(std::string(": ") + e.what()));
         }
         try {
             std::rethrow_exception(co_await thrown(10));
@@ -1015,6 +1304,23 @@ TEST_CASE("values over max_frame_size fail where they are made, naming size and 
     }());
 }
 
+TEST_CASE("an exception larger than max_frame_size comes back as value_too_large; the worker goes on",
+          "[pool_faults]") {
+    block_on_within(20s, []() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(), {.workers = 1, .max_frame_size = 1 << 20}};
+        const int pid = pool.worker_pids().at(0);
+        try {
+            co_await pool.submit([](std::size_t n) { throw std::runtime_error(std::string(n, 'e')); },
+                                 std::size_t(2) << 20);
+            FAIL("no exception");
+        } catch (const corun::value_too_large& e) {
+            CHECK_THAT(e.what(), Catch::Contains("exception"));
+            CHECK(e.limit() == 1 << 20);
+        }
+        CHECK(pool.worker_pids() == std::vector<int>{pid});
+    }());
+}
+
 TEST_CASE("a forged header announcing 1 GiB costs no memory and no hang", "[pool_faults]") {
     block_on_within(20s, []() -> awaitable<void> {
         corun::process_pool pool{co_await corun::this_executor(), {.workers = 1}};
@@ -1022,7 +1328,7 @@ TEST_CASE("a forged header announcing 1 GiB costs no memory and no hang", "[pool
         try {
             co_await pool.submit([] {
                 const std::uint64_t header[3] = {std::uint64_t(1) << 30, 2, 0};
-                (void)!::write(3, header, sizeof header);
+                (void)!::write(worker_channel(), header, sizeof header);
                 return 7;  // and then answer as if nothing happened
             });
             FAIL("the forged header went unnoticed");

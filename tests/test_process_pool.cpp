@@ -308,7 +308,7 @@ TEST_CASE("a truncated frame from a worker is a clear error, and the parent live
             // Half a frame header on the worker's channel, then gone.
             co_await pool.submit([] {
                 const char partial[5] = {8, 0, 0, 0, 2};
-                (void)!::write(3, partial, sizeof partial);
+                (void)!::write(worker_channel(), partial, sizeof partial);
                 _exit(0);
             });
             FAIL("the truncated frame went unnoticed");
@@ -320,7 +320,7 @@ TEST_CASE("a truncated frame from a worker is a clear error, and the parent live
         try {
             co_await pool.submit([] {
                 const std::uint64_t header[3] = {std::uint64_t(1) << 40, 2, 1};
-                (void)!::write(3, header, sizeof header);
+                (void)!::write(worker_channel(), header, sizeof header);
                 pause();
             });
             FAIL("the oversized frame went unnoticed");
@@ -520,8 +520,9 @@ TEST_CASE("a task that breaks its channel and runs on is killed, its task failed
         try {
             co_await pool.submit([] {
                 const char partial[5] = {8, 0, 0, 0, 2};
-                (void)!::write(3, partial, sizeof partial);
-                ::close(3);
+                const int channel = worker_channel();
+                (void)!::write(channel, partial, sizeof partial);
+                ::close(channel);
                 for (;;) pause();
             });
             FAIL("the broken channel went unnoticed");

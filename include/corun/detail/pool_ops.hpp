@@ -45,6 +45,26 @@ struct imap_options {
 
 namespace detail {
 
+/// Holds a callable in a view that must be move-assignable, as
+/// `std::views::transform` does: a lambda with captures has no assignment.
+template <class F>
+class callable_box {
+public:
+    explicit callable_box(F f) : m_f(std::in_place, std::move(f)) {}
+    callable_box(callable_box&&) = default;
+    callable_box& operator=(callable_box&& other) noexcept(std::is_nothrow_move_constructible_v<F>) {
+        if (this != &other) {
+            m_f.reset();
+            if (other.m_f) m_f.emplace(std::move(*other.m_f));
+        }
+        return *this;
+    }
+    F& operator*() noexcept { return *m_f; }
+
+private:
+    std::optional<F> m_f;
+};
+
 /// A lazy view of tasks: each dereference reads the next `chunksize` items of
 /// the input and returns the awaitable that runs them on the pool. Read once,
 /// front to back, by gather or as_completed.
@@ -94,12 +114,12 @@ public:
         chunk.reserve(m_chunksize);
         for (auto& it = *m_it; chunk.size() < m_chunksize && it != std::ranges::end(m_items); ++it)
             chunk.push_back(*it);
-        return m_pool->template run_chunk<Mode>(m_f, std::move(chunk), m_batch);
+        return m_pool->template run_chunk<Mode>(*m_f, std::move(chunk), m_batch);
     }
 
 private:
     Pool* m_pool;
-    F m_f;
+    callable_box<F> m_f;
     View m_items;
     std::optional<std::ranges::iterator_t<View>> m_it;
     std::size_t m_chunksize;
@@ -164,6 +184,20 @@ private:
     std::size_t m_pos = 0;
 };
 
+/// Can `F` be run by `Pool`? A thread pool runs anything; a process pool
+/// only what can cross to a worker (see remote_call.hpp). Checked first thing
+/// in every call, where the callable's type is complete and fresh (GCC 12
+/// can misjudge a lambda made in a coroutine when asked later), so that an
+/// unfit callable fails with one short message naming it and nothing else.
+template <class Pool, class F>
+inline constexpr bool callable_fits = Pool::in_process || callable_can_travel<F>;
+
+/// Fails the compilation with the message naming `F` (see `callable_fits`).
+template <class F>
+void reject_callable() {
+    static_assert(callable_cannot_cross_to_a_worker_process<F>::value);
+}
+
 /// The calls both pools offer, written once over `Pool::submit_with` and
 /// `Pool::run_chunk`.
 template <class Pool>
@@ -177,7 +211,9 @@ public:
     /// a running one is killed with its worker by `process_pool`.
     template <class F, class... A>
     auto submit(F f, A&&... args) {
-        if constexpr (sizeof...(A) > 0) {
+        if constexpr (!callable_fits<Pool, F>) {
+            reject_callable<F>();
+        } else if constexpr (sizeof...(A) > 0) {
             using last = std::tuple_element_t<sizeof...(A) - 1, std::tuple<A...>>;
             return split_token(std::make_index_sequence<sizeof...(A) - 1>{}, std::move(f),
                                std::forward_as_tuple(std::forward<A>(args)...), std::type_identity<last>{});
@@ -186,8 +222,8 @@ public:
         }
     }
 
-    /// `co_await pool.map(f, items, {.chunksize})` → `std::vector` of `f(item)`
-    /// in input order, like Python's `Pool.map`.
+    /// `co_await pool.map(f, items)`, `map(f, items, {.chunksize})` →
+    /// `std::vector` of `f(item)` in input order, like Python's `Pool.map`.
     ///
     /// - Start: the input is cut into chunks, all submitted at once (the pool
     ///   queues what its workers cannot take yet).
@@ -195,40 +231,80 @@ public:
     ///   its worker, which is replaced) and the first exception is rethrown.
     /// - Cancellation: cancelling the `co_await` does the same.
     /// - A `void` function gives a vector of `std::monostate`.
-    /// Other completion tokens (a callback, `use_future`) may be passed last.
-    template <class F, std::ranges::input_range R, class Token = use_awaitable_t>
-    auto map(F f, R&& items, map_options options = {}, Token&& token = {}) {
-        return with_token(self().get_executor(),
-                          map_impl<call_mode::each>(std::move(f), std::views::all(std::forward<R>(items)),
-                                                    options.chunksize),
-                          std::forward<Token>(token));
+    /// Another completion token (a callback, `use_future`) may follow the options.
+    template <class F, std::ranges::input_range R>
+    auto map(F f, R&& items) {
+        return map(std::move(f), std::forward<R>(items), map_options{}, use_awaitable);
+    }
+    template <class F, std::ranges::input_range R>
+    auto map(F f, R&& items, map_options options) {
+        return map(std::move(f), std::forward<R>(items), options, use_awaitable);
+    }
+    template <class F, std::ranges::input_range R, class Token>
+    auto map(F f, R&& items, map_options options, Token&& token) {
+        if constexpr (!callable_fits<Pool, F>) {
+            reject_callable<F>();
+        } else {
+            return with_token(self().get_executor(),
+                              map_impl<call_mode::each>(std::move(f), std::views::all(std::forward<R>(items)),
+                                                        options.chunksize),
+                              std::forward<Token>(token));
+        }
     }
 
     /// `map` for a function of several arguments: each item is a tuple (or
     /// pair) unpacked into the call, like Python's `Pool.starmap`.
-    template <class F, std::ranges::input_range R, class Token = use_awaitable_t>
-    auto starmap(F f, R&& items, map_options options = {}, Token&& token = {}) {
-        return with_token(self().get_executor(),
-                          map_impl<call_mode::each_tuple>(
-                              std::move(f), std::views::all(std::forward<R>(items)), options.chunksize),
-                          std::forward<Token>(token));
+    template <class F, std::ranges::input_range R>
+    auto starmap(F f, R&& items) {
+        return starmap(std::move(f), std::forward<R>(items), map_options{}, use_awaitable);
+    }
+    template <class F, std::ranges::input_range R>
+    auto starmap(F f, R&& items, map_options options) {
+        return starmap(std::move(f), std::forward<R>(items), options, use_awaitable);
+    }
+    template <class F, std::ranges::input_range R, class Token>
+    auto starmap(F f, R&& items, map_options options, Token&& token) {
+        if constexpr (!callable_fits<Pool, F>) {
+            reject_callable<F>();
+        } else {
+            return with_token(self().get_executor(),
+                              map_impl<call_mode::each_tuple>(
+                                  std::move(f), std::views::all(std::forward<R>(items)), options.chunksize),
+                              std::forward<Token>(token));
+        }
     }
 
-    /// `imap(f, items, {.chunksize, .max_in_flight})` → a stream; `co_await
-    /// s.next()` gives each `f(item)` in input order, then `std::nullopt`.
-    /// The input is read lazily and at most `max_in_flight` chunks are
-    /// running or waiting to be read, so an endless input is fine. A task's
-    /// exception is rethrown by the `next()` that reaches its item; stopping
-    /// early with `co_await s.close()` cancels the rest.
+    /// `imap(f, items)`, `imap(f, items, {.chunksize, .max_in_flight})` → a
+    /// stream; `co_await s.next()` gives each `f(item)` in input order, then
+    /// `std::nullopt`. The input is read lazily and at most `max_in_flight`
+    /// chunks are running or waiting to be read, so an endless input is fine.
+    /// A task's exception is rethrown by the `next()` that reaches its item;
+    /// stopping early with `co_await s.close()` cancels the rest.
     template <class F, std::ranges::input_range R>
-    auto imap(F f, R&& items, imap_options options = {}) {
-        return make_stream<true>(std::move(f), std::views::all(std::forward<R>(items)), options);
+    auto imap(F f, R&& items) {
+        return imap(std::move(f), std::forward<R>(items), imap_options{});
+    }
+    template <class F, std::ranges::input_range R>
+    auto imap(F f, R&& items, imap_options options) {
+        if constexpr (!callable_fits<Pool, F>) {
+            reject_callable<F>();
+        } else {
+            return make_stream<true>(std::move(f), std::views::all(std::forward<R>(items)), options);
+        }
     }
 
     /// `imap` with results in completion order, for lower latency.
     template <class F, std::ranges::input_range R>
-    auto imap_unordered(F f, R&& items, imap_options options = {}) {
-        return make_stream<false>(std::move(f), std::views::all(std::forward<R>(items)), options);
+    auto imap_unordered(F f, R&& items) {
+        return imap_unordered(std::move(f), std::forward<R>(items), imap_options{});
+    }
+    template <class F, std::ranges::input_range R>
+    auto imap_unordered(F f, R&& items, imap_options options) {
+        if constexpr (!callable_fits<Pool, F>) {
+            reject_callable<F>();
+        } else {
+            return make_stream<false>(std::move(f), std::views::all(std::forward<R>(items)), options);
+        }
     }
 
 private:
