@@ -1148,6 +1148,8 @@ void core_cancel(process_pool_core& core, pool_task* task) {
 
 }  // namespace detail
 
+process_pool::process_pool(executor ex) : process_pool(std::move(ex), process_pool_options{}) {}
+
 process_pool::process_pool(executor ex, process_pool_options options)
     : m_ex(ex), m_core(std::make_shared<detail::process_pool_core>(std::move(ex), std::move(options))) {
     m_core->start();

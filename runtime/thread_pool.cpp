@@ -11,6 +11,8 @@ std::size_t thread_count(const thread_pool_options& o) {
 }
 }  // namespace
 
+thread_pool::thread_pool(executor ex) : thread_pool(std::move(ex), thread_pool_options{}) {}
+
 thread_pool::thread_pool(executor ex, thread_pool_options options)
     : m_ex(std::move(ex)), m_threads_count(thread_count(options)), m_threads(m_threads_count) {}
 

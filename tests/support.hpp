@@ -56,6 +56,14 @@ E thrown_within(std::chrono::milliseconds deadline, corun::awaitable<T> main) {
     for (;;) __asm__ __volatile__("" ::: "memory");
 }
 
+/// Plain functions for pool tests: they may cross to a worker process.
+inline long square(long x) {
+    return x * x;
+}
+inline long add(long a, long b) {
+    return a + b;
+}
+
 /// Allocates `n` bytes and touches every page (through a volatile pointer, so
 /// that the allocation cannot be optimised away); returns `n`.
 inline std::size_t allocate_and_touch(std::size_t n) {

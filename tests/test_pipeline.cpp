@@ -35,9 +35,6 @@ awaitable<std::int64_t> slow_double(std::int64_t i) {
     co_return 2 * i;
 }
 
-long square(long x) {
-    return x * x;
-}
 long plus_one(long x) {
     return x + 1;
 }

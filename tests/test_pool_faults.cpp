@@ -50,10 +50,6 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-long square(long x) {
-    return x * x;
-}
-
 long sleep_then(long ms) {
     usleep(static_cast<useconds_t>(ms) * 1000);
     return ms;
@@ -704,8 +700,18 @@ namespace {
 /// The descriptors a program started with system("… &") now holds.
 std::size_t inherited_fds(const std::string& sleep) {
     (void)!std::system((sleep + " &").c_str());
-    REQUIRE(eventually([&] { return process_count_with(sleep_token(sleep)) == 1; }));
-    const int started = processes_with(sleep_token(sleep)).at(0);
+    // The sleep itself, once it has exec'd: not the shell, nor the shell's
+    // fork on its way to exec (whose command line may read as empty meanwhile).
+    int started = -1;
+    REQUIRE(eventually([&] {
+        for (const int pid : processes_with(sleep_token(sleep))) {
+            std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
+            std::string argv0;
+            std::getline(in, argv0, '\0');
+            if (argv0 == "sleep") started = pid;
+        }
+        return started != -1;
+    }));
     std::size_t n = 0;
     for ([[maybe_unused]] const auto& fd :
          std::filesystem::directory_iterator("/proc/" + std::to_string(started) + "/fd"))

@@ -32,14 +32,8 @@ using corun::awaitable;
 
 namespace {
 
-long square(long x) {
-    return x * x;
-}
 int pid_of(long) {
     return static_cast<int>(getpid());
-}
-long add(long a, long b) {
-    return a + b;
 }
 
 struct custom_error {

@@ -19,12 +19,6 @@ using namespace std::chrono_literals;
 using corun::awaitable;
 
 namespace {
-long square(long x) {
-    return x * x;
-}
-long add(long a, long b) {
-    return a + b;
-}
 struct custom_error {
     int code;
 };

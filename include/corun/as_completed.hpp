@@ -188,8 +188,13 @@ private:
 /// @endcode
 template <class R>
 requires detail::awaitable_range<R>
-auto as_completed(R&& range, gather_options options = {}) {
+auto as_completed(R&& range, gather_options options) {
     return as_completed_stream<std::views::all_t<R>>(std::views::all(std::forward<R>(range)), options.limit);
+}
+template <class R>
+requires detail::awaitable_range<R>
+auto as_completed(R&& range) {
+    return as_completed(std::forward<R>(range), gather_options{});
 }
 
 }  // namespace corun

@@ -28,6 +28,9 @@ struct gather_options {
     /// running one finishes, so an unbounded lazy range is fine.
     std::size_t limit = 0;
 };
+// Options are trivially destructible: GCC 12 destroys a braced temporary of a
+// type with a destructor one time too many in an expression with `co_await`.
+static_assert(std::is_trivially_destructible_v<gather_options>);
 
 namespace detail {
 
@@ -258,8 +261,13 @@ requires(sizeof...(T) >
 /// ends — see the README.
 template <class R>
 requires detail::awaitable_range<R>
-auto gather(R&& range, gather_options options = {}) {
+auto gather(R&& range, gather_options options) {
     return detail::gather_range<false>(std::forward<R>(range), options);
+}
+template <class R>
+requires detail::awaitable_range<R>
+auto gather(R&& range) {
+    return detail::gather_range<false>(std::forward<R>(range), gather_options{});
 }
 
 /// `gather_settled(a, b, c…)` → `std::tuple<settled<T>…>`: every child runs to
@@ -278,8 +286,13 @@ requires(sizeof...(T) > 0) awaitable<std::tuple<settled<T>...>> gather_settled(a
 /// any child was never started.
 template <class R>
 requires detail::awaitable_range<R>
-auto gather_settled(R&& range, gather_options options = {}) {
+auto gather_settled(R&& range, gather_options options) {
     return detail::gather_range<true>(std::forward<R>(range), options);
+}
+template <class R>
+requires detail::awaitable_range<R>
+auto gather_settled(R&& range) {
+    return detail::gather_range<true>(std::forward<R>(range), gather_options{});
 }
 
 }  // namespace corun

@@ -53,6 +53,10 @@ struct pipeline_options {
     std::size_t max_in_flight = 0;
 };
 
+// Options are trivially destructible: see gather_options.
+static_assert(std::is_trivially_destructible_v<stage_options>);
+static_assert(std::is_trivially_destructible_v<pipeline_options>);
+
 /// `p.with(corun::unordered)`: results as they are ready.
 inline constexpr pipeline_options unordered{.ordered = false};
 
@@ -108,8 +112,12 @@ namespace corun {
 /// - A function returning `std::optional<U>` is also a filter: `std::nullopt`
 ///   drops the item.
 template <class F>
-detail::stage_spec<void, F> stage(std::string_view name, F f, stage_options options = {}) {
+detail::stage_spec<void, F> stage(std::string_view name, F f, stage_options options) {
     return {std::string(name), std::move(f), options, nullptr, false};
+}
+template <class F>
+detail::stage_spec<void, F> stage(std::string_view name, F f) {
+    return stage(name, std::move(f), stage_options{});
 }
 
 /// A CPU stage on a `process_pool` or `thread_pool`, which must outlive the
@@ -119,8 +127,16 @@ detail::stage_spec<void, F> stage(std::string_view name, F f, stage_options opti
 /// worker busy with one.
 template <class Pool, class F>
 requires std::derived_from<Pool, detail::pool_ops<Pool>> detail::stage_spec<Pool, F> stage(
-    std::string_view name, Pool& pool, F f, stage_options options = {}) {
+    std::string_view name, Pool& pool, F f, stage_options options) {
+    // An unfit callable fails here, with the one message naming it.
+    static_assert(std::conditional_t<detail::callable_fits<Pool, F>, std::true_type,
+                                     detail::callable_cannot_cross_to_a_worker_process<F>>::value);
     return {std::string(name), std::move(f), options, &pool, false};
+}
+template <class Pool, class F>
+requires std::derived_from<Pool, detail::pool_ops<Pool>> detail::stage_spec<Pool, F> stage(
+    std::string_view name, Pool& pool, F f) {
+    return stage(name, pool, std::move(f), stage_options{});
 }
 
 /// A stage on the event loop that sees the items one at a time, in input

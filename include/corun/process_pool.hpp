@@ -4,7 +4,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
-#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -35,8 +34,10 @@ struct process_pool_options {
     /// A worker is replaced after this many tasks (0: never), as Python's
     /// `maxtasksperchild`: a cure for leaks in the code it runs.
     std::size_t max_tasks_per_child = 0;
-    /// Runs once in each worker before its first task.
-    std::function<void()> initializer{};
+    /// Runs once in each worker before its first task (a function, or a
+    /// lambda without captures: the worker is a copy of the parent, so what
+    /// the parent had set up before making the pool is there already).
+    void (*initializer)() = nullptr;
     /// How much memory a worker may allocate beyond the copy of the parent it
     /// starts as, in bytes (RLIMIT_AS above its size at start; 0: no limit).
     /// An allocation beyond it fails the task with `std::bad_alloc`.
@@ -54,6 +55,11 @@ struct process_pool_options {
     /// task, the worker for a result).
     std::uint64_t max_frame_size = std::uint64_t(4) << 30;
 };
+// Every options struct of corun is trivially destructible: GCC 12 destroys a
+// braced temporary of a type with a destructor one time too many when it
+// stands in an expression with `co_await`, as in
+// `corun::process_pool pool{co_await corun::this_executor(), {.workers = 2}}`.
+static_assert(std::is_trivially_destructible_v<process_pool_options>);
 
 namespace detail {
 
@@ -174,7 +180,8 @@ void submit_op<R, Handler>::start(std::string f) {
 /// @endcode
 class CORUN_API process_pool : public detail::pool_ops<process_pool> {
 public:
-    explicit process_pool(executor ex, process_pool_options options = {});
+    explicit process_pool(executor ex);
+    process_pool(executor ex, process_pool_options options);
     process_pool(const process_pool&) = delete;
     process_pool& operator=(const process_pool&) = delete;
     /// Closes and joins the processes, blocking, as Python's `with Pool()`

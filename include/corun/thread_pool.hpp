@@ -146,6 +146,7 @@ struct thread_pool_options {
     /// Threads; 0 means one per core.
     std::size_t threads = 0;
 };
+static_assert(std::is_trivially_destructible_v<thread_pool_options>);  // see process_pool_options
 
 /// `process_pool`'s calls (`submit`, `map`, `starmap`, `imap`,
 /// `imap_unordered`, `close`, `join`) on threads of this process: no
@@ -161,7 +162,8 @@ struct thread_pool_options {
 /// pool's), never on a pool thread.
 class CORUN_API thread_pool : public detail::pool_ops<thread_pool> {
 public:
-    explicit thread_pool(executor ex, thread_pool_options options = {});
+    explicit thread_pool(executor ex);
+    thread_pool(executor ex, thread_pool_options options);
     thread_pool(const thread_pool&) = delete;
     thread_pool& operator=(const thread_pool&) = delete;
     /// Waits (blocking) until every task already submitted has run.

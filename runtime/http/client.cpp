@@ -167,10 +167,10 @@ ssl::context& client_state::tls_context(const target& t) {
     error_code ec;
     ctx.set_default_verify_paths(ec);
     if (!m_options.ca_file.empty()) {
-        ctx.load_verify_file(m_options.ca_file, ec);
+        ctx.load_verify_file(m_options.ca_file.str(), ec);
         if (ec)
             throw error(error_kind::tls, t.url,
-                        "cannot load the CA file '" + m_options.ca_file + "': " + ec.message());
+                        "cannot load the CA file '" + m_options.ca_file.str() + "': " + ec.message());
     }
     ctx.set_verify_mode(m_options.insecure ? ssl::verify_none : ssl::verify_peer);
     return m_tls.emplace(std::move(ctx));
@@ -407,7 +407,7 @@ struct request_spec {
 /// rather than with Beast's serializer: the serializer's buffer sequences
 /// cost more than the rest of the request together (measured with perf),
 /// and a request head is a few lines.
-std::string serialize_request(const request_spec& spec, const target& t, const std::string& user_agent) {
+std::string serialize_request(const request_spec& spec, const target& t, std::string_view user_agent) {
     if (!is_token(spec.method))
         throw std::invalid_argument("corun::http: malformed method '" + spec.method + "'");
     auto given = [&](std::string_view name) {

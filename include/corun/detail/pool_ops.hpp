@@ -43,6 +43,9 @@ struct imap_options {
     std::size_t max_in_flight = 0;
 };
 
+static_assert(std::is_trivially_destructible_v<map_options>);  // see process_pool_options
+static_assert(std::is_trivially_destructible_v<imap_options>);
+
 namespace detail {
 
 /// Holds a callable in a view that must be move-assignable, as

@@ -8,10 +8,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "corun/awaitable.hpp"
+#include "corun/detail/fixed_string.hpp"
 #include "corun/detail/with_token.hpp"
 #include "corun/http/error.hpp"
 
@@ -62,12 +64,16 @@ struct client_options {
     std::size_t max_body_size = std::size_t{64} << 20;
     /// A PEM file of CA certificates trusted besides the system's store: a
     /// private CA.
-    std::string ca_file = {};
+    detail::fixed_string<4096> ca_file{};
     /// Accept any certificate and host name. Off by default; a response then
     /// says whether it was verified all the same (`response::tls_verified`).
     bool insecure = false;
-    std::string user_agent = "corun";
+    detail::fixed_string<256> user_agent = "corun";
 };
+// Trivially destructible, strings held in place: GCC 12 destroys a braced
+// temporary of a type with a destructor one time too many in an expression
+// with `co_await` (`client http{co_await corun::this_executor(), {...}}`).
+static_assert(std::is_trivially_destructible_v<client_options>);
 
 class client_state;
 class stream_state;

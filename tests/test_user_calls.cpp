@@ -1,0 +1,183 @@
+// Calls shaped as users write them, from the README: braced options next to a
+// `co_await`, literals and temporaries as arguments, function objects holding
+// strings, lambdas with captures, for every pool call, gather, with_timeout,
+// the pipeline and the HTTP client. Run on GCC 12 and clang, and under
+// AddressSanitizer, this is what shows corun's own signatures invite no
+// miscompilation (see the README's pitfalls on GCC 12).
+#include <chrono>
+#include <ranges>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "corun/corun.hpp"
+#include "httpbin.hpp"
+#include "support.hpp"
+
+using namespace corun_test;
+using namespace std::chrono_literals;
+using corun::awaitable;
+
+namespace {
+
+std::string twice(std::string s) {
+    return s + s;
+}
+
+/// A function object holding a string, serializable so it may cross.
+struct tagger {
+    tagger() = default;
+    explicit tagger(std::string t) : tag(std::move(t)) {}
+    std::string tag;
+    std::string operator()(long x) const { return tag + std::to_string(x); }
+    template <class A>
+    void serialize(A& a) {
+        a(tag);
+    }
+};
+
+/// The same as an aggregate, `tagger_aggregate{"abcd"}`.
+struct tagger_aggregate {
+    std::string tag;
+    std::string operator()(long x) const { return tag + std::to_string(x); }
+    template <class A>
+    void serialize(A& a) {
+        a(tag);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("process pool calls as users write them", "[user_calls]") {
+    block_on([]() -> awaitable<void> {
+        corun::process_pool pool{co_await corun::this_executor(),
+                                 {.workers = 2, .max_tasks_per_child = 50, .initializer = [] {}}};
+        const long nine = co_await pool.submit(square, 3L);
+        CHECK(nine == 9);
+        const long five = co_await pool.submit(add, 2L, 3L);
+        CHECK(five == 5);
+        const std::string abab = co_await pool.submit(twice, std::string("ab"));
+        CHECK(abab == "abab");
+        long k = 3;  // captured by value (not a constant: the lambdas really hold it)
+        const long triple = co_await pool.submit([k](long x) { return k * x; }, 7L);
+        CHECK(triple == 21);
+        const tagger named{"abcd"};
+        const auto tags = co_await pool.map(named, corun::range(4));
+        CHECK(tags == std::vector<std::string>{"abcd0", "abcd1", "abcd2", "abcd3"});
+        const auto tagged = co_await pool.map(tagger("t"), corun::range(2), {.chunksize = 1});
+        CHECK(tagged == std::vector<std::string>{"t0", "t1"});
+        const auto scaled =
+            co_await pool.map([k](long x) { return k * x; }, corun::range(5), {.chunksize = 2});
+        CHECK(scaled == std::vector<long>{0, 3, 6, 9, 12});
+        const std::vector<std::pair<long, long>> pairs{{1, 2}, {3, 4}};
+        const auto sums = co_await pool.starmap(add, pairs);
+        CHECK(sums == std::vector<long>{3, 7});
+        auto stream = pool.imap([k](long x) { return k + x; }, corun::range(10), {.chunksize = 3});
+        long total = 0;
+        while (auto v = co_await stream.next()) total += *v;
+        CHECK(total == 75);
+        auto unordered = pool.imap_unordered(square, corun::range(5));
+        long squares = 0;
+        while (auto v = co_await unordered.next()) squares += *v;
+        CHECK(squares == 30);
+        const long bounded = co_await corun::with_timeout(5s, pool.submit(square, 4L));
+        CHECK(bounded == 16);
+        pool.close();
+        co_await pool.join();
+    }());
+}
+
+TEST_CASE("thread pool calls as users write them", "[user_calls]") {
+    block_on([]() -> awaitable<void> {
+        corun::thread_pool threads{co_await corun::this_executor(), {.threads = 2}};
+        const std::string prefix = "p-";
+        auto label = [prefix](long x) {
+            return prefix + std::to_string(x);
+        };  // named first: see the pitfalls
+        const std::string three = co_await threads.submit(label, 3L);
+        CHECK(three == "p-3");
+        std::string seen;
+        co_await threads.submit([&seen] { seen = "from a thread"; });
+        CHECK(seen == "from a thread");
+        const auto squares = co_await threads.map(square, corun::range(6), {.chunksize = 2});
+        CHECK(squares == std::vector<long>{0, 1, 4, 9, 16, 25});
+        long k = 10;
+        const auto shifted = co_await threads.map([k](long x) { return x + k; }, corun::range(3));
+        CHECK(shifted == std::vector<long>{10, 11, 12});
+        const auto labels = co_await threads.map(label, corun::range(2));
+        CHECK(labels == std::vector<std::string>{"p-0", "p-1"});
+        auto stream = threads.imap(square, corun::range(4), {.chunksize = 1});
+        long total = 0;
+        while (auto v = co_await stream.next()) total += *v;
+        CHECK(total == 14);
+        threads.close();
+        co_await threads.join();
+    }());
+}
+
+TEST_CASE("gather, with_timeout and the pipeline as users write them", "[user_calls]") {
+    block_on([]() -> awaitable<void> {
+        auto ex = co_await corun::this_executor();
+        corun::process_pool pool{ex, {.workers = 2}};
+        auto [a, b] = co_await corun::gather(after(1ms, 1), pool.submit(square, 4L));
+        CHECK(a == 1);
+        CHECK(b == 16);
+        auto slow = [](int i) { return after(std::chrono::milliseconds(i), i); };
+        const auto ordered =
+            co_await corun::gather(corun::range(5) | std::views::transform(slow), {.limit = 2});
+        CHECK(ordered == std::vector<int>{0, 1, 2, 3, 4});
+        const auto settled = co_await corun::gather_settled(corun::range(3) | std::views::transform(slow));
+        CHECK(settled.size() == 3);
+        CHECK_THROWS_AS(co_await corun::with_timeout(10ms, after(5s, 0)), corun::timeout_error);
+        const int quick = co_await corun::with_timeout(5s, after(1ms, 7));
+        CHECK(quick == 7);
+        auto done = corun::as_completed(corun::range(3) | std::views::transform(slow), {.limit = 2});
+        int count = 0;
+        while (auto r = co_await done.next()) count += r->value() >= 0;
+        CHECK(count == 3);
+        const auto out =
+            co_await corun::pipeline(corun::range(20), corun::stage("square", pool, square, {.batch = 4}),
+                                     corun::stage("plus one", [](long x) { return x + 1; }))
+                .collect();
+        CHECK(out.size() == 20);
+        CHECK(out[19] == 19 * 19 + 1);
+    }());
+}
+
+TEST_CASE("the HTTP client as users write it", "[user_calls]") {
+    httpbin::background_server server({});
+    const std::string base = server.base_url();
+    block_on([&]() -> awaitable<void> {
+        corun::http::client http{co_await corun::this_executor(),
+                                 {.limit_per_host = 4, .timeout = 10s, .user_agent = "user-calls"}};
+        const auto page = co_await http.get(base + "/bytes/100");
+        CHECK(page.status == 200);
+        CHECK(page.body.size() == 100);
+        const auto bounded = co_await corun::with_timeout(5s, http.get(base + "/get"));
+        CHECK(bounded.ok());
+        const auto posted = co_await http.request("POST", base + "/post", "hello");
+        CHECK(posted.status == 200);
+        const auto one = co_await corun::http::fetch(base + "/status/204");
+        CHECK(one.status == 204);
+    }());
+}
+
+// GCC 12 destroys a braced temporary of a type with a destructor (an aggregate
+// holding a string, a lambda capturing one) one time too many when it stands
+// in an expression with `co_await`, whatever the function called: no library
+// can help that (see the README). Other compilers take it as written.
+#if defined(__clang__) || !defined(__GNUC__) || __GNUC__ >= 13
+TEST_CASE("temporaries holding strings next to co_await, where the compiler allows them", "[user_calls]") {
+    block_on([]() -> awaitable<void> {
+        auto ex = co_await corun::this_executor();
+        corun::process_pool pool{ex, {.workers = 2}};
+        const auto tags = co_await pool.map(tagger_aggregate{"abcd"}, corun::range(8));
+        CHECK(tags[7] == "abcd7");
+        corun::thread_pool threads{ex, {.threads = 2}};
+        const std::string prefix = "p-";
+        const std::string s =
+            co_await threads.submit([prefix](long x) { return prefix + std::to_string(x); }, 3L);
+        CHECK(s == "p-3");
+    }());
+}
+#endif
