@@ -4,8 +4,9 @@
 // source. bench/compare adds oneTBB's parallel_pipeline (corun-tbb-pipeline),
 // which runs the same stage functions.
 //
-// corun-bench pipeline [--docs N] [--repeat N] [--json] prints four lines:
-// pipeline_first_result, pipeline_thread, pipeline_process, pipeline_rss.
+// corun-bench pipeline [--docs N] [--repeat N] [--json] prints five lines:
+// pipeline_first_result, pipeline_thread, pipeline_process, pipeline_rss, and
+// pipeline_items: what a one-line item costs in each kind of stage and batch.
 // The text ways run in N rounds (default 5), each way once per round; the
 // best of each counts.
 #include <corun/corun.hpp>
@@ -204,6 +205,54 @@ corun::awaitable<rss_figures> rss_case() {
     co_return r;
 }
 
+// ------------------------------------------------------- coarse items
+
+constexpr long line_items = 200'000;
+
+/// A one-line item: a log line of about 40 characters.
+std::string log_line(long i) {
+    return "2026-12-01 12:00:00 GET /item/" + std::to_string(i) + " 200";
+}
+/// The work per item: next to nothing, as for a filter on log lines.
+std::size_t line_length(std::string line) {
+    return line.size();
+}
+
+/// Nanoseconds per item of one way of running `line_length` over the lines.
+struct items_figures {
+    double serial_ns = 0, inline_ns = 0, thread_ns = 0, thread_batch_ns = 0, process_ns = 0,
+           process_batch_ns = 0;
+};
+
+corun::awaitable<items_figures> items_case() {
+    auto ex = co_await corun::this_executor();
+    corun::thread_pool threads(ex);
+    corun::process_pool processes(ex);
+    items_figures f;
+    const auto source = [] { return corun::range(line_items) | std::views::transform(log_line); };
+    const auto per_item = [](clock_type::time_point t0) { return seconds_since(t0) * 1e9 / line_items; };
+    std::size_t total = 0, expected = 0;
+    auto t0 = clock_type::now();
+    for (long i = 0; i < line_items; ++i) expected += line_length(log_line(i));
+    f.serial_ns = per_item(t0);
+    auto add = [&total](std::size_t n) { total += n; };
+    const auto run = [&](auto p) -> corun::awaitable<double> {
+        total = 0;
+        const auto start = clock_type::now();
+        co_await p.for_each(add);
+        if (total != expected) throw std::logic_error("the line pipeline lost items");
+        co_return per_item(start);
+    };
+    f.inline_ns = co_await run(corun::pipeline(source(), corun::stage("length", line_length)));
+    f.thread_ns = co_await run(corun::pipeline(source(), corun::stage("length", threads, line_length)));
+    f.thread_batch_ns =
+        co_await run(corun::pipeline(source(), corun::stage("length", threads, line_length, {.batch = 512})));
+    f.process_ns = co_await run(corun::pipeline(source(), corun::stage("length", processes, line_length)));
+    f.process_batch_ns = co_await run(
+        corun::pipeline(source(), corun::stage("length", processes, line_length, {.batch = 512})));
+    co_return f;
+}
+
 // -------------------------------------------------------------- options
 
 struct options {
@@ -281,6 +330,16 @@ corun_bench::register_case pipeline_case("pipeline", [](const std::vector<std::s
         .add("rss_start_mib", rss.start_mib)
         .add("peak_rss_above_start_mib", rss.peak_above_start_mib)
         .add("wall_s", rss.wall_s)
+        .print();
+    const items_figures items = corun::run(items_case());
+    corun_bench::json_line("pipeline_items")
+        .add("items", static_cast<long long>(line_items))
+        .add("serial_ns_per_item", items.serial_ns)
+        .add("inline_stage_ns_per_item", items.inline_ns)
+        .add("thread_stage_ns_per_item", items.thread_ns)
+        .add("thread_stage_batch_512_ns_per_item", items.thread_batch_ns)
+        .add("process_stage_ns_per_item", items.process_ns)
+        .add("process_stage_batch_512_ns_per_item", items.process_batch_ns)
         .print();
     return 0;
 });

@@ -233,9 +233,10 @@ TEST_CASE("a pipeline carries 100 000 items through the event loop and a thread 
     bool all_right = true;
     for (long i = 0; i < 100'000; ++i) all_right = all_right && out[static_cast<std::size_t>(i)] == i * i + 1;
     CHECK(all_right);
-    REQUIRE(stats.size() == 4);
+    REQUIRE(stats.size() == 5);
     CHECK(stats[0].name == "source");
     CHECK(stats[1].name == "square");
+    CHECK(stats[4].name == "sink");  // collect's: every result taken
     for (const auto& s : stats) {
         CHECK(s.items_in == 100'000);
         CHECK(s.items_out == 100'000);
@@ -269,6 +270,31 @@ TEST_CASE("one pipeline mixes the event loop, a process pool and a thread pool",
     for (long i = 0; i < 300; ++i) CHECK(out[static_cast<std::size_t>(i)] == i * i + 1);
     CHECK(pids.count(static_cast<long>(getpid())) == 0);
     CHECK(!pids.empty());
+}
+
+TEST_CASE("the sink has a row of its own in stats(): what the consumer took and its time", "[pipeline]") {
+    auto [consumed, streamed] =
+        block_on([]() -> awaitable<std::pair<corun::stage_stats, corun::stage_stats>> {
+            corun::pipeline p(corun::range(10), corun::stage("plus one", plus_one));
+            long sum = 0;
+            co_await p.for_each([&sum](long x) -> awaitable<void> {
+                co_await sleep_for(2ms);  // a slow consumer
+                sum += x;
+            });
+            CHECK(sum == 55);
+            REQUIRE(p.stats().size() == 3);
+            corun::pipeline q(corun::range(7), corun::stage("plus one", plus_one));
+            while (auto v = co_await q.next()) {
+            }
+            co_return std::pair(p.stats().back(), q.stats().back());
+        }());
+    CHECK(consumed.name == "sink");
+    CHECK(consumed.items_in == 10);
+    CHECK(consumed.items_out == 10);
+    CHECK(consumed.tasks == 10);
+    CHECK(consumed.busy >= 20ms);
+    CHECK(streamed.items_in == 7);
+    CHECK(streamed.tasks == 0);
 }
 
 TEST_CASE("a pool stage's busy time is its work in the pool, not its wait in the queue", "[pipeline]") {

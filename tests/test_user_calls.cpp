@@ -58,10 +58,14 @@ TEST_CASE("process pool calls as users write them", "[user_calls]") {
         CHECK(five == 5);
         const std::string abab = co_await pool.submit(twice, std::string("ab"));
         CHECK(abab == "abab");
+        const std::string cdcd = co_await pool.submit(twice, "cd");  // a literal travels as a string
+        CHECK(cdcd == "cdcd");
         long k = 3;  // captured by value (not a constant: the lambdas really hold it)
         const long triple = co_await pool.submit([k](long x) { return k * x; }, 7L);
         CHECK(triple == 21);
         const tagger named{"abcd"};
+        const std::string tagged_one = co_await pool.submit(named, 7L);
+        CHECK(tagged_one == "abcd7");
         const auto tags = co_await pool.map(named, corun::range(4));
         CHECK(tags == std::vector<std::string>{"abcd0", "abcd1", "abcd2", "abcd3"});
         const auto tagged = co_await pool.map(tagger("t"), corun::range(2), {.chunksize = 1});
@@ -72,14 +76,16 @@ TEST_CASE("process pool calls as users write them", "[user_calls]") {
         const std::vector<std::pair<long, long>> pairs{{1, 2}, {3, 4}};
         const auto sums = co_await pool.starmap(add, pairs);
         CHECK(sums == std::vector<long>{3, 7});
+        const auto scaled_sums = co_await pool.starmap([k](long x, long y) { return k * (x + y); }, pairs);
+        CHECK(scaled_sums == std::vector<long>{9, 21});
         auto stream = pool.imap([k](long x) { return k + x; }, corun::range(10), {.chunksize = 3});
         long total = 0;
         while (auto v = co_await stream.next()) total += *v;
         CHECK(total == 75);
-        auto unordered = pool.imap_unordered(square, corun::range(5));
+        auto unordered = pool.imap_unordered([k](long x) { return k * x * x; }, corun::range(5));
         long squares = 0;
         while (auto v = co_await unordered.next()) squares += *v;
-        CHECK(squares == 30);
+        CHECK(squares == 90);
         const long bounded = co_await corun::with_timeout(5s, pool.submit(square, 4L));
         CHECK(bounded == 16);
         pool.close();
@@ -110,6 +116,18 @@ TEST_CASE("thread pool calls as users write them", "[user_calls]") {
         long total = 0;
         while (auto v = co_await stream.next()) total += *v;
         CHECK(total == 14);
+        const std::string efef = co_await threads.submit(twice, "ef");
+        CHECK(efef == "efef");
+        const std::vector<std::pair<long, long>> pairs{{1, 2}, {3, 4}};
+        const auto sums = co_await threads.starmap([k](long x, long y) { return k + x + y; }, pairs);
+        CHECK(sums == std::vector<long>{13, 17});
+        auto unordered =
+            threads.imap_unordered([k](long x) { return k * x; }, corun::range(4), {.chunksize = 1});
+        long total_k = 0;
+        while (auto v = co_await unordered.next()) total_k += *v;
+        CHECK(total_k == 60);
+        const std::string bounded = co_await corun::with_timeout(5s, threads.submit(label, 1L));
+        CHECK(bounded == "p-1");
         threads.close();
         co_await threads.join();
     }());
@@ -141,6 +159,26 @@ TEST_CASE("gather, with_timeout and the pipeline as users write them", "[user_ca
                 .collect();
         CHECK(out.size() == 20);
         CHECK(out[19] == 19 * 19 + 1);
+        long k = 2;
+        corun::thread_pool threads{ex, {.threads = 2}};
+        corun::pipeline captured(
+            corun::range(6), corun::stage("times k", pool, [k](long x) { return k * x; }),
+            corun::stage("plus k", threads, [k](long x) { return x + k; }, {.batch = 2}));
+        const auto got = co_await captured.collect();
+        CHECK(got == std::vector<long>{2, 4, 6, 8, 10, 12});
+        const auto limited =
+            co_await corun::gather_settled(corun::range(4) | std::views::transform(slow), {.limit = 2});
+        CHECK(limited.size() == 4);
+        CHECK(limited[3].value() == 3);
+        // A coroutine stage with its concurrency, and a serial stage that is a function object.
+        const tagger_aggregate stamp{"#"};
+        auto to_tag = [stamp](long x) { return stamp(x); };
+        corun::pipeline mixed(
+            corun::range(5),
+            corun::stage("later", [](long x) { return after(1ms, static_cast<int>(x)); }, {.concurrency = 4}),
+            corun::serial_stage("tag", to_tag));
+        const auto tags = co_await corun::with_timeout(10s, mixed.collect());
+        CHECK(tags == std::vector<std::string>{"#0", "#1", "#2", "#3", "#4"});
     }());
 }
 

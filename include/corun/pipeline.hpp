@@ -61,7 +61,10 @@ static_assert(std::is_trivially_destructible_v<pipeline_options>);
 inline constexpr pipeline_options unordered{.ordered = false};
 
 /// What one stage did, for finding the bottleneck: `p.stats()[i]`, where row
-/// 0 is the source and row i the i-th stage.
+/// 0 is the source, row i the i-th stage, and the last row the sink: results
+/// the consumer took (`items_in`), and for `for_each` and `collect` the calls
+/// that consumed them (`tasks`, `items_out`); `for_each`'s function is timed in
+/// `busy`, its waits included when it is a coroutine.
 struct stage_stats {
     std::string name;
     /// Items the stage was given, and items it passed on (fewer if it filters).
@@ -125,17 +128,23 @@ detail::stage_spec<void, F> stage(std::string_view name, F f) {
 /// work), on batches of waiting items (see `stage_options::batch`). Cancelling
 /// the pipeline cancels its tasks by the pool's rules: a process pool kills a
 /// worker busy with one.
+///
+/// The return type is deduced so that the body, and with it the check of `F`,
+/// is instantiated at the call: GCC 12 misjudges a lambda capturing values
+/// written in a coroutine as not trivially copyable when first asked later
+/// (after the coroutine's transformation), as an instantiation deferred to
+/// the end of the file would be.
 template <class Pool, class F>
-requires std::derived_from<Pool, detail::pool_ops<Pool>> detail::stage_spec<Pool, F> stage(
-    std::string_view name, Pool& pool, F f, stage_options options) {
+requires std::derived_from<Pool, detail::pool_ops<Pool>>
+auto stage(std::string_view name, Pool& pool, F f, stage_options options) {
     // An unfit callable fails here, with the one message naming it.
     static_assert(std::conditional_t<detail::callable_fits<Pool, F>, std::true_type,
                                      detail::callable_cannot_cross_to_a_worker_process<F>>::value);
-    return {std::string(name), std::move(f), options, &pool, false};
+    return detail::stage_spec<Pool, F>{std::string(name), std::move(f), options, &pool, false};
 }
 template <class Pool, class F>
-requires std::derived_from<Pool, detail::pool_ops<Pool>> detail::stage_spec<Pool, F> stage(
-    std::string_view name, Pool& pool, F f) {
+requires std::derived_from<Pool, detail::pool_ops<Pool>>
+auto stage(std::string_view name, Pool& pool, F f) {
     return stage(name, pool, std::move(f), stage_options{});
 }
 
@@ -238,23 +247,31 @@ public:
 private:
     static awaitable<std::vector<value_type>> collect_all(std::shared_ptr<state> s) {
         std::vector<value_type> out;
-        co_await for_each_result(std::move(s), [&out](value_type&& v) { out.push_back(std::move(v)); });
+        co_await for_each_result<false>(std::move(s),
+                                        [&out](value_type&& v) { out.push_back(std::move(v)); });
         co_return out;
     }
 
     /// The consumer loop of `collect` and `for_each`: however it ends early
     /// (a stage's error, `f`'s, a cancellation), the stages have ended before
     /// the exception leaves.
-    template <class F>
+    /// With `timed`, the sink's row counts `f`'s calls and time.
+    template <bool timed = true, class F>
     static awaitable<void> for_each_result(std::shared_ptr<state> s, F f) {
         std::exception_ptr error;
         try {
+            stage_stats& sink = s->sink_stats();
             while (auto item = co_await s->next()) {
+                const auto start =
+                    timed ? detail::pipeline_clock::now() : detail::pipeline_clock::time_point{};
                 if constexpr (detail::unwrap_awaitable<std::invoke_result_t<F&, value_type&&>>::coroutine) {
                     co_await std::invoke(f, std::move(*item));
                 } else {
                     std::invoke(f, std::move(*item));
                 }
+                ++sink.tasks;
+                ++sink.items_out;
+                if (timed) sink.busy += detail::pipeline_clock::now() - start;
             }
             co_return;
         } catch (...) {

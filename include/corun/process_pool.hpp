@@ -230,11 +230,11 @@ private:
 
     template <class Token, class F, class... A>
     auto submit_with(Token&& token, F f, A&&... args) {
-        using R = std::invoke_result_t<F&, std::decay_t<A>&...>;
+        using R = std::invoke_result_t<F&, detail::sent_t<A>&...>;
         std::string frame = detail::new_task_frame();
         detail::wire::writer w(frame);
-        detail::put_task_head<detail::call_mode::single, F, std::decay_t<A>...>(w, f);
-        (detail::wire::put(w, args), ...);
+        detail::put_task_head<detail::call_mode::single, F, detail::sent_t<A>...>(w, f);
+        (detail::wire::put(w, detail::as_sent(args)), ...);
         return start_task<R>(std::move(frame), std::forward<Token>(token));
     }
 

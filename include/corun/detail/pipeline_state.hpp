@@ -233,8 +233,9 @@ public:
     pipeline_state(Source source, Specs... specs)
         : m_source(std::move(source)),
           m_stages(make_states(std::index_sequence_for<Specs...>{}, std::move(specs)...)) {
-        m_stats.resize(stage_count + 1);
+        m_stats.resize(stage_count + 2);
         m_stats[0].name = "source";
+        m_stats.back().name = "sink";
         name_stages(std::index_sequence_for<Specs...>{});
     }
 
@@ -243,6 +244,8 @@ public:
         m_options = options;
     }
     const std::vector<stage_stats>& stats() const noexcept { return m_stats; }
+    /// The last row: what the consumer took, and its time in `for_each`'s function.
+    stage_stats& sink_stats() noexcept { return m_stats.back(); }
 
     /// The next result; `std::nullopt` at the end.
     awaitable<std::optional<value_type>> next() {
@@ -791,7 +794,10 @@ private:
             while (m_done.ready()) {
                 std::optional<value_type> item = m_done.pop();
                 --m_alive;
-                if (item) return item;
+                if (item) {
+                    ++sink_stats().items_in;
+                    return item;
+                }
             }
             return std::nullopt;
         }
@@ -799,6 +805,7 @@ private:
         std::optional<value_type> item(std::move(m_done_unordered.front()));
         m_done_unordered.pop_front();
         --m_alive;
+        ++sink_stats().items_in;
         return item;
     }
 

@@ -195,12 +195,6 @@ private:
 template <class Pool, class F>
 inline constexpr bool callable_fits = Pool::in_process || callable_can_travel<F>;
 
-/// Fails the compilation with the message naming `F` (see `callable_fits`).
-template <class F>
-void reject_callable() {
-    static_assert(callable_cannot_cross_to_a_worker_process<F>::value);
-}
-
 /// The calls both pools offer, written once over `Pool::submit_with` and
 /// `Pool::run_chunk`.
 template <class Pool>
@@ -215,7 +209,8 @@ public:
     template <class F, class... A>
     auto submit(F f, A&&... args) {
         if constexpr (!callable_fits<Pool, F>) {
-            reject_callable<F>();
+            // Fails here, first, with the one message naming F.
+            static_assert(callable_cannot_cross_to_a_worker_process<F>::value);
         } else if constexpr (sizeof...(A) > 0) {
             using last = std::tuple_element_t<sizeof...(A) - 1, std::tuple<A...>>;
             return split_token(std::make_index_sequence<sizeof...(A) - 1>{}, std::move(f),
@@ -246,7 +241,8 @@ public:
     template <class F, std::ranges::input_range R, class Token>
     auto map(F f, R&& items, map_options options, Token&& token) {
         if constexpr (!callable_fits<Pool, F>) {
-            reject_callable<F>();
+            // Fails here, first, with the one message naming F.
+            static_assert(callable_cannot_cross_to_a_worker_process<F>::value);
         } else {
             return with_token(self().get_executor(),
                               map_impl<call_mode::each>(std::move(f), std::views::all(std::forward<R>(items)),
@@ -268,7 +264,8 @@ public:
     template <class F, std::ranges::input_range R, class Token>
     auto starmap(F f, R&& items, map_options options, Token&& token) {
         if constexpr (!callable_fits<Pool, F>) {
-            reject_callable<F>();
+            // Fails here, first, with the one message naming F.
+            static_assert(callable_cannot_cross_to_a_worker_process<F>::value);
         } else {
             return with_token(self().get_executor(),
                               map_impl<call_mode::each_tuple>(
@@ -290,7 +287,8 @@ public:
     template <class F, std::ranges::input_range R>
     auto imap(F f, R&& items, imap_options options) {
         if constexpr (!callable_fits<Pool, F>) {
-            reject_callable<F>();
+            // Fails here, first, with the one message naming F.
+            static_assert(callable_cannot_cross_to_a_worker_process<F>::value);
         } else {
             return make_stream<true>(std::move(f), std::views::all(std::forward<R>(items)), options);
         }
@@ -304,7 +302,8 @@ public:
     template <class F, std::ranges::input_range R>
     auto imap_unordered(F f, R&& items, imap_options options) {
         if constexpr (!callable_fits<Pool, F>) {
-            reject_callable<F>();
+            // Fails here, first, with the one message naming F.
+            static_assert(callable_cannot_cross_to_a_worker_process<F>::value);
         } else {
             return make_stream<false>(std::move(f), std::views::all(std::forward<R>(items)), options);
         }

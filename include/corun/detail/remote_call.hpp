@@ -181,6 +181,23 @@ void invoke(wire::reader& in, wire::writer& out) {
     });
 }
 
+/// How an argument of type `A` travels: a C string (a literal, a `char*`) as
+/// the `std::string` it spells, anything else as its decayed type.
+template <class A>
+using sent_t =
+    std::conditional_t<std::is_same_v<std::decay_t<A>, const char*> || std::is_same_v<std::decay_t<A>, char*>,
+                       std::string, std::decay_t<A>>;
+
+/// The argument as it is written to a task frame (see `sent_t`).
+template <class A>
+decltype(auto) as_sent(const A& a) {
+    if constexpr (std::is_same_v<sent_t<A>, std::decay_t<A>>) {
+        return (a);
+    } else {
+        return std::string(a);
+    }
+}
+
 /// Writes the head of a task frame's payload: which invoker, and the callable.
 template <call_mode Mode, class F, class... Args>
 void put_task_head(wire::writer& w, const F& f) {
