@@ -129,18 +129,13 @@ detail::stage_spec<void, F> stage(std::string_view name, F f) {
 /// the pipeline cancels its tasks by the pool's rules: a process pool kills a
 /// worker busy with one.
 ///
-/// The return type is deduced so that the body, and with it the check of `F`,
-/// is instantiated at the call: GCC 12 misjudges a lambda capturing values
-/// written in a coroutine as not trivially copyable when first asked later
-/// (after the coroutine's transformation), as an instantiation deferred to
-/// the end of the file would be.
+/// The return type is deduced so that the body, and with it the check of `F`
+/// (`callable_checked`), is instantiated at the call, not at the end of the file.
 template <class Pool, class F>
 requires std::derived_from<Pool, detail::pool_ops<Pool>>
 auto stage(std::string_view name, Pool& pool, F f, stage_options options) {
-    // An unfit callable fails here, with the one message naming it.
-    static_assert(std::conditional_t<detail::callable_fits<Pool, F>, std::true_type,
-                                     detail::callable_cannot_cross_to_a_worker_process<F>>::value);
-    return detail::stage_spec<Pool, F>{std::string(name), std::move(f), options, &pool, false};
+    if constexpr (detail::callable_checked<Pool, F>)
+        return detail::stage_spec<Pool, F>{std::string(name), std::move(f), options, &pool, false};
 }
 template <class Pool, class F>
 requires std::derived_from<Pool, detail::pool_ops<Pool>>

@@ -195,6 +195,16 @@ private:
 template <class Pool, class F>
 inline constexpr bool callable_fits = Pool::in_process || callable_can_travel<F>;
 
+/// `callable_fits`, asked by every entry point first: when false, the
+/// compilation fails here with the one message naming `F`, before anything
+/// else about `F` is instantiated. Asked at the call, it also has GCC 12 judge
+/// a lambda where it was written (asked later, after a coroutine's
+/// transformation, GCC 12 takes a capturing lambda for not trivially copyable).
+template <class Pool, class F>
+inline constexpr bool callable_checked =
+    std::conditional_t<callable_fits<Pool, F>, std::true_type,
+                       callable_cannot_cross_to_a_worker_process<F>>::value;
+
 /// The calls both pools offer, written once over `Pool::submit_with` and
 /// `Pool::run_chunk`.
 template <class Pool>
@@ -208,9 +218,8 @@ public:
     /// a running one is killed with its worker by `process_pool`.
     template <class F, class... A>
     auto submit(F f, A&&... args) {
-        if constexpr (!callable_fits<Pool, F>) {
-            // Fails here, first, with the one message naming F.
-            static_assert(callable_cannot_cross_to_a_worker_process<F>::value);
+        if constexpr (!callable_checked<Pool, F>) {
+            return;  // not compiled: callable_checked has failed with its message
         } else if constexpr (sizeof...(A) > 0) {
             using last = std::tuple_element_t<sizeof...(A) - 1, std::tuple<A...>>;
             return split_token(std::make_index_sequence<sizeof...(A) - 1>{}, std::move(f),
@@ -240,9 +249,8 @@ public:
     }
     template <class F, std::ranges::input_range R, class Token>
     auto map(F f, R&& items, map_options options, Token&& token) {
-        if constexpr (!callable_fits<Pool, F>) {
-            // Fails here, first, with the one message naming F.
-            static_assert(callable_cannot_cross_to_a_worker_process<F>::value);
+        if constexpr (!callable_checked<Pool, F>) {
+            return;  // not compiled: callable_checked has failed with its message
         } else {
             return with_token(self().get_executor(),
                               map_impl<call_mode::each>(std::move(f), std::views::all(std::forward<R>(items)),
@@ -263,9 +271,8 @@ public:
     }
     template <class F, std::ranges::input_range R, class Token>
     auto starmap(F f, R&& items, map_options options, Token&& token) {
-        if constexpr (!callable_fits<Pool, F>) {
-            // Fails here, first, with the one message naming F.
-            static_assert(callable_cannot_cross_to_a_worker_process<F>::value);
+        if constexpr (!callable_checked<Pool, F>) {
+            return;  // not compiled: callable_checked has failed with its message
         } else {
             return with_token(self().get_executor(),
                               map_impl<call_mode::each_tuple>(
@@ -286,9 +293,8 @@ public:
     }
     template <class F, std::ranges::input_range R>
     auto imap(F f, R&& items, imap_options options) {
-        if constexpr (!callable_fits<Pool, F>) {
-            // Fails here, first, with the one message naming F.
-            static_assert(callable_cannot_cross_to_a_worker_process<F>::value);
+        if constexpr (!callable_checked<Pool, F>) {
+            return;  // not compiled: callable_checked has failed with its message
         } else {
             return make_stream<true>(std::move(f), std::views::all(std::forward<R>(items)), options);
         }
@@ -301,9 +307,8 @@ public:
     }
     template <class F, std::ranges::input_range R>
     auto imap_unordered(F f, R&& items, imap_options options) {
-        if constexpr (!callable_fits<Pool, F>) {
-            // Fails here, first, with the one message naming F.
-            static_assert(callable_cannot_cross_to_a_worker_process<F>::value);
+        if constexpr (!callable_checked<Pool, F>) {
+            return;  // not compiled: callable_checked has failed with its message
         } else {
             return make_stream<false>(std::move(f), std::views::all(std::forward<R>(items)), options);
         }

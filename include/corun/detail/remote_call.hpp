@@ -102,7 +102,7 @@ struct callable_cannot_cross_to_a_worker_process {
                   "corun: this callable cannot be sent to a worker process. Use a function, a "
                   "captureless lambda, a lambda capturing trivially copyable values by value, or a "
                   "function object with a cereal serialize() function.");
-    static constexpr bool value = true;
+    static constexpr bool value = callable_can_travel<F>;
 };
 
 /// How a task calls its function: once (`submit`), on each item of a chunk
