@@ -8,6 +8,10 @@ std::string_view to_string(error_kind kind) noexcept {
     switch (kind) {
         case error_kind::url:
             return "url";
+        case error_kind::request:
+            return "request";
+        case error_kind::proxy:
+            return "proxy";
         case error_kind::resolve:
             return "resolve";
         case error_kind::connect:

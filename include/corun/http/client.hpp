@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +45,25 @@ struct CORUN_API response {
     void raise_for_status() const;
 };
 
+/// Which redirects a request follows (within `max_redirects`).
+enum class redirect_policy {
+    /// Every redirect, to any origin and scheme.
+    follow,
+    /// Every redirect but one from https to plain http: that is an `error` of
+    /// kind `redirects`. The default: a URL written https:// is never answered
+    /// over an unencrypted connection behind the caller's back.
+    no_downgrade,
+    /// Only redirects to the same scheme, host and port.
+    same_origin,
+};
+
+/// A user name and password sent as HTTP Basic authentication.
+struct basic_auth {
+    detail::fixed_string<256> user{};
+    detail::fixed_string<256> password{};
+    bool empty() const noexcept { return user.empty() && password.empty(); }
+};
+
 struct client_options {
     /// Connections open at once, over all hosts; a request beyond that waits
     /// for one to come free (bounded by `timeout`).
@@ -54,26 +75,91 @@ struct client_options {
     /// Bounds a whole request: waiting for a connection, connecting, every
     /// redirect, and reading the body. The request is cancelled for real.
     std::chrono::milliseconds timeout{std::chrono::seconds(300)};
+    /// Bounds each wait for the next bytes of a response: a server that stops
+    /// sending for this long fails the request (kind timeout) however long
+    /// `timeout` is. 0: no such bound.
+    std::chrono::milliseconds read_timeout{0};
     /// A kept-alive connection unused for this long is closed, not reused.
     std::chrono::milliseconds idle_timeout{std::chrono::seconds(15)};
     /// Redirects followed per request; 0 returns the 3xx response itself.
     int max_redirects = 10;
-    /// Limit on the status line plus all header fields of a response.
+    /// Which redirects are followed.
+    redirect_policy redirects = redirect_policy::no_downgrade;
+    /// Limit on the status line plus all header fields of a response (and on
+    /// a chunk header, and on the trailer section).
     std::size_t max_header_size = 64 * 1024;
-    /// Limit on a response body read whole (not on `stream`'s chunks).
+    /// Limit on a response body read whole, after decompression (not on
+    /// `stream`'s chunks).
     std::size_t max_body_size = std::size_t{64} << 20;
+    /// Send `Accept-Encoding: gzip, deflate, br` and decode what comes back
+    /// (also through `stream`). Off: nothing is asked for or decoded.
+    bool decompress = true;
     /// A PEM file of CA certificates trusted besides the system's store: a
     /// private CA.
     detail::fixed_string<4096> ca_file{};
+    /// Trust the system's CA store. Off: only `ca_file` is trusted.
+    bool system_ca = true;
+    /// A client certificate (PEM, may hold the chain) and its private key
+    /// (PEM; when empty, read from `cert_file`), for servers that ask for one.
+    detail::fixed_string<4096> cert_file{};
+    detail::fixed_string<4096> key_file{};
     /// Accept any certificate and host name. Off by default; a response then
     /// says whether it was verified all the same (`response::tls_verified`).
     bool insecure = false;
+    /// Send every request through this proxy: "http://[user:password@]host:port".
+    /// Plain http goes to it in absolute form, https through a CONNECT tunnel.
+    detail::fixed_string<1024> proxy{};
+    /// Read `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` (either case)
+    /// when `proxy` is empty. Off by default, as in aiohttp: a library does not
+    /// change where it sends traffic from the environment unless asked.
+    bool trust_env = false;
+    /// Basic authentication for every request (URL user info overrides it).
+    basic_auth auth{};
     detail::fixed_string<256> user_agent = "corun";
 };
 // Trivially destructible, strings held in place: GCC 12 destroys a braced
 // temporary of a type with a destructor one time too many in an expression
 // with `co_await` (`client http{co_await corun::this_executor(), {...}}`).
 static_assert(std::is_trivially_destructible_v<client_options>);
+
+/// What one request changes of its client's options; every field left at its
+/// default keeps the client's. Trivially destructible for the same reason.
+struct request_options {
+    std::chrono::milliseconds timeout{0};       ///< 0: the client's
+    std::chrono::milliseconds read_timeout{0};  ///< 0: the client's
+    int max_redirects = -1;                     ///< below 0: the client's
+    std::optional<redirect_policy> redirects{};
+    std::optional<bool> decompress{};
+    basic_auth auth{};  ///< empty: the client's (or the URL's)
+};
+static_assert(std::is_trivially_destructible_v<request_options>);
+
+/// A request body read piece by piece as it is sent: a file, or any async
+/// source. With a known length it goes out with `Content-Length`, else in
+/// chunked transfer encoding. It is read once: a redirect that must resend
+/// it (307, 308) is returned to the caller instead.
+class CORUN_API upload {
+public:
+    /// Returns the next piece; an empty string ends the body.
+    using source = std::function<awaitable<std::string>()>;
+
+    upload(source next, std::optional<std::uint64_t> length = std::nullopt);
+    /// The file's bytes, read 64 KiB at a time; its size is the length. A
+    /// file that cannot be opened is an `error` of kind `request`.
+    static upload file(const std::string& path);
+
+    const source& next() const noexcept { return m_next; }
+    std::optional<std::uint64_t> length() const noexcept { return m_length; }
+
+private:
+    source m_next;
+    std::optional<std::uint64_t> m_length;
+};
+
+/// `url` with `params` appended to its query, each name and value
+/// percent-encoded: `with_query("http://h/s", {{"q", "a b&c"}})` is
+/// "http://h/s?q=a%20b%26c".
+CORUN_API std::string with_query(std::string url, const fields& params);
 
 class client_state;
 class stream_state;
@@ -127,10 +213,20 @@ public:
     /// Closes the idle connections; in-flight requests finish and then close theirs.
     ~client();
 
+    /// Header fields sent with every request (a request's own fields of the
+    /// same name replace them).
+    client(executor ex, client_options options, fields headers);
+
     /// `GET url` → the response.
     template <class Token = use_awaitable_t>
     auto get(std::string url, fields headers = {}, Token&& token = {}) {
-        return detail::with_token(get_executor(), do_request("GET", std::move(url), {}, std::move(headers)),
+        return detail::with_token(get_executor(), do_request("GET", std::move(url), {}, std::move(headers), {}),
+                                  std::forward<Token>(token));
+    }
+    template <class Token = use_awaitable_t>
+    auto get(std::string url, fields headers, request_options per_request, Token&& token = {}) {
+        return detail::with_token(get_executor(),
+                                  do_request("GET", std::move(url), {}, std::move(headers), per_request),
                                   std::forward<Token>(token));
     }
 
@@ -140,20 +236,42 @@ public:
                  Token&& token = {}) {
         return detail::with_token(
             get_executor(),
-            do_request(std::move(method), std::move(url), std::move(body), std::move(headers)),
+            do_request(std::move(method), std::move(url), std::move(body), std::move(headers), {}),
             std::forward<Token>(token));
+    }
+    template <class Token = use_awaitable_t>
+    auto request(std::string method, std::string url, std::string body, fields headers,
+                 request_options per_request, Token&& token = {}) {
+        return detail::with_token(
+            get_executor(),
+            do_request(std::move(method), std::move(url), std::move(body), std::move(headers), per_request),
+            std::forward<Token>(token));
+    }
+    /// A body sent piece by piece (`upload::file`, or an async source).
+    template <class Token = use_awaitable_t>
+    auto request(std::string method, std::string url, upload body, fields headers = {},
+                 request_options per_request = {}, Token&& token = {}) {
+        return detail::with_token(get_executor(),
+                                  do_upload(std::move(method), std::move(url), std::move(body),
+                                            std::move(headers), per_request),
+                                  std::forward<Token>(token));
     }
 
     /// Sends the request and returns once the header has arrived; the body is
     /// then read with `streamed_response::read_chunk`.
     awaitable<streamed_response> stream(std::string method, std::string url, std::string body = {},
                                         fields headers = {});
+    awaitable<streamed_response> stream(std::string method, std::string url, std::string body,
+                                        fields headers, request_options per_request);
 
     const client_options& options() const noexcept;
     executor get_executor() const noexcept;
 
 private:
-    awaitable<response> do_request(std::string method, std::string url, std::string body, fields headers);
+    awaitable<response> do_request(std::string method, std::string url, std::string body, fields headers,
+                                   request_options per_request);
+    awaitable<response> do_upload(std::string method, std::string url, upload body, fields headers,
+                                  request_options per_request);
 
     std::shared_ptr<client_state> m_state;
 };
