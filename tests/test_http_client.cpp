@@ -579,8 +579,10 @@ TEST_CASE("waiting for a free connection is bounded by the timeout", "[http_clie
         http::client client{ex, s.client({.limit_per_host = 1, .timeout = 500ms})};
         std::string method = "GET";
         std::string url = s.url(bytes_path(10, 1));
-        // Holds the only connection: the header is in, the body is not read yet.
-        http::streamed_response held = co_await client.stream(method, url);
+        // Holds the only connection: the header is in, the body is not read
+        // yet. Its own timeout is longer than the client's: the timeout bounds
+        // the reading of a streamed body too.
+        http::streamed_response held = co_await client.stream(method, url, {}, {}, {.timeout = 10s});
         std::optional<http::error> waited;
         try {
             co_await client.get(url);

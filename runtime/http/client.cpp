@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <list>
 #include <set>
 #include <unordered_map>
@@ -22,6 +26,7 @@
 
 #include "connection.hpp"
 #include "corun/timeout.hpp"
+#include "decoder.hpp"
 
 namespace corun::http {
 
@@ -59,12 +64,21 @@ bool is_token(std::string_view s) {
     });
 }
 
-/// A field a caller passes must not be able to smuggle another header or
-/// request into the stream.
-void check_field(const std::string& name, const std::string& value) {
-    auto bad = [](const std::string& s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != s.npos; };
-    if (!is_token(name) || bad(value))
-        throw std::invalid_argument("corun::http: malformed header field '" + name + "'");
+/// "Basic base64(user:password)" (RFC 7617).
+std::string basic_credentials(std::string_view user, std::string_view password) {
+    static constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string in = std::string(user) + ':' + std::string(password);
+    std::string out = "Basic ";
+    for (std::size_t i = 0; i < in.size(); i += 3) {
+        std::uint32_t v = static_cast<unsigned char>(in[i]) << 16;
+        if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
+        if (i + 2 < in.size()) v |= static_cast<unsigned char>(in[i + 2]);
+        out += digits[(v >> 18) & 63];
+        out += digits[(v >> 12) & 63];
+        out += i + 1 < in.size() ? digits[(v >> 6) & 63] : '=';
+        out += i + 2 < in.size() ? digits[v & 63] : '=';
+    }
+    return out;
 }
 
 /// `op`, bounded by `limit`. Running out is an `error` of kind timeout naming
@@ -111,11 +125,16 @@ private:
 
 class client_state : public std::enable_shared_from_this<client_state> {
 public:
-    client_state(executor ex, client_options options)
-        : m_ex(std::move(ex)), m_options(std::move(options)), m_sweeper(m_ex) {}
+    client_state(executor ex, client_options options, fields headers)
+        : m_ex(std::move(ex)),
+          m_options(std::move(options)),
+          m_headers(std::move(headers)),
+          m_sweeper(m_ex) {}
 
     const executor& get_executor() const noexcept { return m_ex; }
     const client_options& options() const noexcept { return m_options; }
+    /// The fields sent with every request.
+    const fields& headers() const noexcept { return m_headers; }
 
     awaitable<lease> acquire(const target& t, bool fresh);
     void give_back(const std::string& origin, std::unique_ptr<connection> c, bool keep_alive) noexcept;
@@ -147,6 +166,7 @@ private:
 
     executor m_ex;
     client_options m_options;
+    fields m_headers;
     std::unordered_map<std::string, host> m_hosts;
     std::size_t m_open = 0;
     std::list<boost::asio::steady_timer*> m_waiters;
@@ -165,12 +185,26 @@ ssl::context& client_state::tls_context(const target& t) {
     ssl::context ctx(ssl::context::tls_client);
     SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
     error_code ec;
-    ctx.set_default_verify_paths(ec);
-    if (!m_options.ca_file.empty()) {
-        ctx.load_verify_file(m_options.ca_file.str(), ec);
-        if (ec)
+    if (m_options.system_ca) ctx.set_default_verify_paths(ec);
+    auto load = [&](std::string_view what, const std::string& file, auto&& how) {
+        error_code lec;
+        how(file, lec);
+        if (lec)
             throw error(error_kind::tls, t.url,
-                        "cannot load the CA file '" + m_options.ca_file.str() + "': " + ec.message());
+                        "cannot load the " + std::string(what) + " '" + file + "': " + lec.message());
+    };
+    if (!m_options.ca_file.empty())
+        load("CA file", m_options.ca_file.str(),
+             [&](const std::string& f, error_code& e) { ctx.load_verify_file(f, e); });
+    if (!m_options.cert_file.empty()) {
+        load("client certificate", m_options.cert_file.str(),
+             [&](const std::string& f, error_code& e) { ctx.use_certificate_chain_file(f, e); });
+        std::string key = m_options.key_file.empty() ? m_options.cert_file.str() : m_options.key_file.str();
+        load("client key", key,
+             [&](const std::string& f, error_code& e) { ctx.use_private_key_file(f, ssl::context::pem, e); });
+        if (SSL_CTX_check_private_key(ctx.native_handle()) != 1)
+            throw error(error_kind::tls, t.url,
+                        "the client key '" + key + "' does not match the certificate");
     }
     ctx.set_verify_mode(m_options.insecure ? ssl::verify_none : ssl::verify_peer);
     return m_tls.emplace(std::move(ctx));
@@ -183,12 +217,12 @@ awaitable<lease> client_state::acquire(const target& t, bool fresh) {
         while (!fresh && !h.idle.empty()) {
             auto c = std::move(h.idle.back());
             h.idle.pop_back();
-            // A connection idle for a second or more is checked before use (a
-            // peek, no I/O consumed): servers close idle ones on their own
-            // schedule. A fresher one that turns out closed is caught by the
-            // retry in `send`.
+            // Every reused connection is checked first, as curl does: a
+            // non-blocking peek, no I/O consumed. One the server has closed,
+            // or that received bytes while idle (a late answer, stray bytes
+            // after a 204 or HEAD response), is closed, never read from.
             auto idle = clock::now() - c->idle_since;
-            if (idle < m_options.idle_timeout && (idle < std::chrono::seconds(1) || c->looks_alive()))
+            if (idle < m_options.idle_timeout && c->looks_alive())
                 co_return lease(self, t.origin, std::move(c), true);
             forget(h, *c);
         }
@@ -198,6 +232,9 @@ awaitable<lease> client_state::acquire(const target& t, bool fresh) {
             ++m_open;
             std::exception_ptr failed;
             auto c = std::make_unique<connection>(m_ex, tls);
+            // Every read is bounded: a header, a chunk-size line or a trailer
+            // section longer than this is `too_large`, whatever the server sends.
+            c->buffer.max_size(m_options.max_header_size + 16 * 1024);
             try {
                 co_await bounded(m_options.connect_timeout, m_options.connect_timeout, t.url, "no connection",
                                  c->open(t));
@@ -298,35 +335,36 @@ void client_state::shut_down() noexcept {
 
 // ---- one exchange ----------------------------------------------------------
 
-/// An answered request: its connection, the parser holding the header, and
-/// the body still to read.
-class stream_state {
-public:
-    stream_state(std::shared_ptr<client_state> pool, lease l) : pool(std::move(pool)), conn(std::move(l)) {}
+namespace {
 
-    /// Reads up to `size` body bytes into `data`; returns how many (possibly 0
-    /// while framing is parsed). Gives the connection back at the end.
-    awaitable<std::size_t> read_some(char* data, std::size_t size);
-    awaitable<void> read_all(std::string& out);
-    /// The exchange failed with `ec` while `doing` something: the connection
-    /// is closed, and a cancellation stays a cancellation.
-    [[noreturn]] void broken(const error_code& ec, std::string_view doing);
-    /// Reads the body into nothing, so the connection can carry the next
-    /// request (a redirect's body); memory does not grow with it.
-    awaitable<void> discard_body() {
-        std::array<char, 16 * 1024> sink;
-        while (!parser->is_done()) co_await read_some(sink.data(), sink.size());
-    }
-
-    std::shared_ptr<client_state> pool;
-    lease conn;
-    /// An optional so that it can be remade after a 1xx interim response.
-    std::optional<bhttp::response_parser<bhttp::buffer_body>> parser{std::in_place};
-    response head;
-    clock::time_point deadline{};
+/// A request's options: the client's, with what the request changes.
+struct settings {
+    std::chrono::milliseconds timeout;
+    std::chrono::milliseconds read_timeout;
+    int max_redirects;
+    redirect_policy redirects;
+    bool decompress;
+    basic_auth auth;
 };
 
-namespace {
+settings effective(const client_options& o, const request_options& r) {
+    return {r.timeout.count() > 0 ? r.timeout : o.timeout,
+            r.read_timeout.count() > 0 ? r.read_timeout : o.read_timeout,
+            r.max_redirects >= 0 ? r.max_redirects : o.max_redirects,
+            r.redirects.value_or(o.redirects),
+            r.decompress.value_or(o.decompress),
+            r.auth.empty() ? o.auth : r.auth};
+}
+
+struct request_spec {
+    std::string method;
+    std::string body;
+    std::optional<upload> piecewise;
+    fields headers;
+    settings set;
+    /// For `stream`: the body is read in chunks, so no limit applies to it.
+    bool streamed = false;
+};
 
 error read_failure(const error_code& ec, const std::string& url, const client_options& o,
                    std::string_view while_) {
@@ -338,13 +376,23 @@ error read_failure(const error_code& ec, const std::string& url, const client_op
         return error(error_kind::too_large, url,
                      "the response body exceeds the limit of " + std::to_string(o.max_body_size) + " bytes");
     if (ec == bhttp::error::buffer_overflow)
-        return error(error_kind::too_large, url, "a response line or chunk header is too long");
+        return error(error_kind::too_large, url,
+                     "a chunk-size line or the trailer section exceeds the limit of " +
+                         std::to_string(o.max_header_size) + " bytes");
     if (ec == bhttp::error::end_of_stream)
         return error(error_kind::protocol, url, "the server closed the connection without a response");
     if (ec == bhttp::error::partial_message)
         return error(error_kind::protocol, url, "the connection closed in the middle of the response");
     if (ec == ssl::error::stream_truncated)
         return error(error_kind::protocol, url, "the TLS stream was cut off in the middle of the response");
+    if (ec.category() == boost::asio::error::get_ssl_category()) {
+        // An alert after the handshake: in TLS 1.3 the server checks a client
+        // certificate only then ("certificate required", "unknown ca" …).
+        std::string why = "the TLS connection failed " + std::string(while_) + ": " + ec.message();
+        if (ec.message().find("certificate required") != std::string::npos)
+            why += " (the server asks for a client certificate: cert_file and key_file)";
+        return error(error_kind::tls, url, why);
+    }
     if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category())
         return error(error_kind::protocol, url, "malformed response (" + ec.message() + ")");
     return error(error_kind::protocol, url, std::string(while_) + " failed: " + ec.message());
@@ -356,7 +404,116 @@ bool closed_before_answering(const error_code& ec) {
            ec == boost::asio::error::broken_pipe;
 }
 
+/// Where the header that starts `s` ends (after its empty line), looking from
+/// `from`; npos while it is incomplete. A bare LF ends a line too.
+std::size_t header_end(std::string_view s, std::size_t from) {
+    for (auto i = s.find('\n', from); i != s.npos; i = s.find('\n', i + 1)) {
+        if (i + 1 < s.size() && s[i + 1] == '\n') return i + 2;
+        if (i + 2 < s.size() && s[i + 1] == '\r' && s[i + 2] == '\n') return i + 3;
+    }
+    return s.npos;
+}
+
+/// `head` as Beast parses it: CRLF line endings, and a status line with a
+/// reason phrase (possibly empty). Browsers and curl accept bare LF endings
+/// and "HTTP/1.1 200" alone; nothing else is changed. Empty when `head` needs
+/// no change, which is nearly always.
+std::string normalised_header(std::string_view head) {
+    bool bare_lf = false;
+    for (auto i = head.find('\n'); i != head.npos && !bare_lf; i = head.find('\n', i + 1))
+        bare_lf = i == 0 || head[i - 1] != '\r';
+    std::string_view first = head.substr(0, head.find('\n'));
+    if (first.ends_with('\r')) first.remove_suffix(1);
+    bool no_reason = first.size() == 12 && first.starts_with("HTTP/");
+    if (!bare_lf && !no_reason) return {};
+    std::string out;
+    out.reserve(head.size() + 16);
+    for (std::size_t at = 0; at < head.size();) {
+        auto nl = head.find('\n', at);
+        std::string_view line = head.substr(at, nl - at);
+        if (line.ends_with('\r')) line.remove_suffix(1);
+        out.append(line);
+        if (at == 0 && no_reason) out += ' ';
+        out += "\r\n";
+        at = nl + 1;
+    }
+    return out;
+}
+
 }  // namespace
+
+/// An answered request: its connection, the parser holding the header, and
+/// the body still to read.
+class stream_state {
+public:
+    stream_state(std::shared_ptr<client_state> pool, lease l, const settings& set)
+        : pool(std::move(pool)),
+          conn(std::move(l)),
+          read_timeout(set.read_timeout),
+          stated_timeout(set.timeout),
+          decompress(set.decompress) {}
+
+    /// Reads one response header into `*parser`. A failure is returned, but
+    /// a cancellation is thrown. `got_bytes` says whether anything came.
+    awaitable<error_code> read_header(bool& got_bytes);
+    /// Reads up to `size` body bytes as they came into `data`; returns how
+    /// many (possibly 0 while framing is parsed). Gives the connection back at the end.
+    awaitable<std::size_t> read_raw(char* data, std::size_t size);
+    /// Reads up to `size` bytes of the body, decoded; 0 only at its end.
+    awaitable<std::size_t> read_body(char* data, std::size_t size);
+    /// The whole body, decoded, within `limit` bytes.
+    awaitable<void> read_all(std::string& out, std::size_t limit);
+    /// The exchange failed with `ec` while `doing` something: the connection
+    /// is closed, and a cancellation stays a cancellation.
+    [[noreturn]] void broken(const error_code& ec, std::string_view doing);
+    /// Reads the body into nothing, so the connection can carry the next
+    /// request (a redirect's body); memory does not grow with it.
+    awaitable<void> discard_body() {
+        std::array<char, 16 * 1024> sink;
+        while (!parser->is_done()) co_await read_raw(sink.data(), sink.size());
+    }
+    /// The header is in: sets `head` and the decoder, and gives the
+    /// connection back if the response has no body.
+    void took_header(const std::string& method);
+    /// Throws `error` of kind timeout once the request's deadline has passed:
+    /// a read that completes at once, however fast bytes come, still stops.
+    void check_deadline() {
+        if (clock::now() < deadline) return;
+        conn.give_back(false);
+        throw error(error_kind::timeout, head.url,
+                    "no complete response within the timeout of " + in_ms(stated_timeout));
+    }
+
+    std::shared_ptr<client_state> pool;
+    lease conn;
+    /// An optional so that it can be remade after a 1xx interim response.
+    std::optional<bhttp::response_parser<bhttp::buffer_body>> parser{std::in_place};
+    response head;
+    clock::time_point deadline = clock::time_point::max();
+    std::chrono::milliseconds read_timeout;
+    std::chrono::milliseconds stated_timeout;
+    bool decompress;
+    /// The connection is closed after this response whatever it says (the
+    /// request's body was not all sent).
+    bool close_after = false;
+
+private:
+    /// `op()` bounded by the read timeout, if there is one.
+    template <class MakeOp>
+    auto one_read(MakeOp op) -> decltype(op()) {
+        if (read_timeout.count() <= 0) co_return co_await op();
+        try {
+            co_return co_await with_timeout(read_timeout, op());
+        } catch (const timeout_error&) {
+            conn.give_back(false);
+            throw error(error_kind::timeout, head.url,
+                        "no bytes arrived within the read timeout of " + in_ms(read_timeout));
+        }
+    }
+
+    std::unique_ptr<detail::decoder> m_decoder;
+    std::string m_raw;
+};
 
 void stream_state::broken(const error_code& ec, std::string_view doing) {
     conn.give_back(false);
@@ -364,73 +521,224 @@ void stream_state::broken(const error_code& ec, std::string_view doing) {
     throw read_failure(ec, head.url, pool->options(), doing);
 }
 
-awaitable<std::size_t> stream_state::read_some(char* data, std::size_t size) {
+awaitable<error_code> stream_state::read_header(bool& got_bytes) {
+    auto& c = conn.conn();
+    auto& p = *parser;
+    const std::size_t limit = pool->options().max_header_size;
+    std::size_t scanned = 0;
+    for (;;) {
+        std::string_view data(static_cast<const char*>(c.buffer.data().data()), c.buffer.size());
+        if (auto end = header_end(data, scanned); end != data.npos) {
+            if (end > limit) co_return bhttp::error::header_limit;
+            std::string_view raw = data.substr(0, end);
+            std::string fixed = normalised_header(raw);
+            error_code ec;
+            p.put(boost::asio::buffer(fixed.empty() ? raw : std::string_view(fixed)), ec);
+            c.buffer.consume(end);
+            if (ec == bhttp::error::need_more) ec = bhttp::error::bad_line_ending;
+            co_return ec;
+        }
+        if (data.size() >= limit) co_return bhttp::error::header_limit;
+        scanned = data.size() < 3 ? 0 : data.size() - 3;
+        check_deadline();
+        std::size_t room = std::min(std::max<std::size_t>(c.buffer.capacity() - c.buffer.size(), 512),
+                                    c.buffer.max_size() - c.buffer.size());
+        auto [ec, n] = co_await one_read([&] {
+            return c.with_stream(
+                [&](auto& s) { return s.async_read_some(c.buffer.prepare(room), as_tuple(use_awaitable)); });
+        });
+        c.buffer.commit(n);
+        got_bytes = got_bytes || n > 0;
+        if (ec == boost::asio::error::operation_aborted) throw boost::system::system_error(ec);
+        if (ec == boost::asio::error::eof)
+            co_return c.buffer.size() == 0 ? bhttp::error::end_of_stream : bhttp::error::partial_message;
+        if (ec) co_return ec;
+    }
+}
+
+void stream_state::took_header(const std::string& method) {
+    auto& p = *parser;
+    auto& msg = p.get();
+    head.status = static_cast<int>(msg.result_int());
+    head.reason = std::string(msg.reason());
+    head.headers.reserve(16);
+    for (const auto& f : msg) head.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    head.tls_verified = conn.conn().tls() && conn.conn().verified();
+    if (decompress && method != "HEAD" && !p.is_done()) {
+        if (auto encoding = head.header("content-encoding")) {
+            try {
+                m_decoder = detail::decoder::make(*encoding);
+            } catch (const detail::decode_error& e) {
+                conn.give_back(false);
+                throw error(error_kind::protocol, head.url, e.what());
+            }
+        }
+    }
+    // 101: the connection now speaks another protocol; never pooled.
+    if (p.is_done()) conn.give_back(head.status != 101 && !close_after && msg.keep_alive() && !p.need_eof());
+}
+
+awaitable<std::size_t> stream_state::read_raw(char* data, std::size_t size) {
     if (parser->is_done()) co_return 0;
     if (!conn.held()) throw error(error_kind::protocol, head.url, "the response body was already broken off");
+    check_deadline();
     auto& body = parser->get().body();
     body.data = data;
     body.size = size;
     body.more = true;
     auto& c = conn.conn();
-    auto [ec, n] = co_await c.with_stream(
-        [&](auto& s) { return bhttp::async_read_some(s, c.buffer, *parser, as_tuple(use_awaitable)); });
+    auto [ec, n] = co_await one_read([&] {
+        return c.with_stream(
+            [&](auto& s) { return bhttp::async_read_some(s, c.buffer, *parser, as_tuple(use_awaitable)); });
+    });
     std::size_t got = size - body.size;
     if (ec && ec != bhttp::error::need_buffer) broken(ec, "reading the response body");
-    if (parser->is_done()) conn.give_back(parser->get().keep_alive() && !parser->need_eof());
+    if (parser->is_done()) conn.give_back(!close_after && parser->get().keep_alive() && !parser->need_eof());
     co_return got;
 }
 
-awaitable<void> stream_state::read_all(std::string& out) {
-    std::size_t filled = out.size();
-    while (!parser->is_done()) {
-        if (filled == out.size()) {
-            auto known = parser->content_length_remaining();
-            out.resize(filled + (known ? std::max<std::size_t>(static_cast<std::size_t>(*known), 1)
-                                       : std::max<std::size_t>(filled, 16 * 1024)));
+awaitable<std::size_t> stream_state::read_body(char* data, std::size_t size) {
+    if (!m_decoder) {
+        for (;;) {
+            std::size_t n = co_await read_raw(data, size);
+            if (n > 0 || parser->is_done()) co_return n;
         }
-        filled += co_await read_some(out.data() + filled, out.size() - filled);
+    }
+    for (;;) {
+        try {
+            if (std::size_t n = m_decoder->output(data, size)) co_return n;
+            if (parser->is_done()) {
+                m_decoder->finish();
+                co_return 0;
+            }
+        } catch (const detail::decode_error& e) {
+            conn.give_back(false);
+            throw error(error_kind::protocol, head.url, e.what());
+        }
+        m_raw.resize(64 * 1024);
+        std::size_t got = co_await read_raw(m_raw.data(), m_raw.size());
+        m_decoder->input(m_raw.data(), got);
+    }
+}
+
+awaitable<void> stream_state::read_all(std::string& out, std::size_t limit) {
+    std::size_t filled = out.size();
+    if (!m_decoder) {
+        while (!parser->is_done()) {
+            if (filled == out.size()) {
+                auto known = parser->content_length_remaining();
+                out.resize(filled + (known ? std::max<std::size_t>(static_cast<std::size_t>(*known), 1)
+                                           : std::max<std::size_t>(filled, 16 * 1024)));
+            }
+            filled += co_await read_raw(out.data() + filled, out.size() - filled);
+        }
+        out.resize(filled);
+        co_return;
+    }
+    // Decoded: the limit applies to what the body decodes to, so a small
+    // compressed body that would decode to gigabytes stops at the limit.
+    for (;;) {
+        if (filled == out.size()) {
+            if (filled > limit) {
+                conn.give_back(false);
+                throw error(
+                    error_kind::too_large, head.url,
+                    "the decoded response body exceeds the limit of " + std::to_string(limit) + " bytes");
+            }
+            out.resize(std::min(filled + std::max<std::size_t>(filled, 64 * 1024), limit + 1));
+        }
+        std::size_t n = co_await read_body(out.data() + filled, out.size() - filled);
+        if (n == 0) break;
+        filled += n;
     }
     out.resize(filled);
 }
 
 namespace {
 
-struct request_spec {
-    std::string method;
-    std::string body;
-    fields headers;
-    /// For `stream`: the body is read in chunks, so no limit applies to it.
-    bool streamed = false;
-};
+bool given(const fields& headers, std::string_view name) {
+    return std::ranges::any_of(headers, [&](const auto& f) { return iequals(f.first, name); });
+}
 
-/// The request head and body as one buffer, for one write. Written by hand
-/// rather than with Beast's serializer: the serializer's buffer sequences
-/// cost more than the rest of the request together (measured with perf),
-/// and a request head is a few lines.
-std::string serialize_request(const request_spec& spec, const target& t, std::string_view user_agent) {
+/// Throws `error` of kind `request` for what no server should be sent: a
+/// method that is not a token, a field that could smuggle another header or
+/// request into the stream, framing fields that disagree with the body.
+/// The framing fields are the client's: a matching Content-Length is dropped
+/// (the client writes its own), any other is refused, as is Transfer-Encoding.
+void check_request(request_spec& spec, const std::string& url) {
     if (!is_token(spec.method))
-        throw std::invalid_argument("corun::http: malformed method '" + spec.method + "'");
-    auto given = [&](std::string_view name) {
-        return std::ranges::any_of(spec.headers, [&](const auto& f) { return iequals(f.first, name); });
-    };
+        throw error(error_kind::request, url, "the method '" + spec.method + "' is not a valid token");
+    for (const auto& [name, value] : spec.headers) {
+        if (!is_token(name))
+            throw error(error_kind::request, url,
+                        "the header field name '" + name + "' is not a valid token");
+        if (value.find_first_of(std::string_view("\r\n\0", 3)) != value.npos)
+            throw error(error_kind::request, url,
+                        "the value of header field '" + name + "' holds CR, LF or NUL");
+        if (iequals(name, "transfer-encoding"))
+            throw error(error_kind::request, url,
+                        "Transfer-Encoding is the client's to set (pass an `upload` for a chunked body)");
+        if (iequals(name, "content-length")) {
+            std::uint64_t length =
+                spec.piecewise ? spec.piecewise->length().value_or(UINT64_MAX) : spec.body.size();
+            if (value != std::to_string(length))
+                throw error(
+                    error_kind::request, url,
+                    "Content-Length: " + value + " does not match the body of " +
+                        (length == UINT64_MAX ? std::string("unknown length") : std::to_string(length)) +
+                        " bytes; the client sets it");
+        }
+    }
+    std::erase_if(spec.headers, [](const auto& f) { return iequals(f.first, "content-length"); });
+}
+
+/// The request head, with the body appended when it is a string (one write).
+/// Written by hand rather than with Beast's serializer: the serializer's
+/// buffer sequences cost more than the rest of the request together
+/// (measured with perf), and a request head is a few lines.
+std::string serialize_request(const request_spec& spec, const target& t, const fields& defaults,
+                              std::string_view user_agent) {
     std::string out;
-    out.reserve(128 + t.path.size() + spec.body.size());
+    out.reserve(256 + t.path.size() + spec.body.size());
     auto field = [&](std::string_view name, std::string_view value) {
         out.append(name).append(": ").append(value).append("\r\n");
     };
+    auto has = [&](std::string_view name) { return given(spec.headers, name) || given(defaults, name); };
     out.append(spec.method).append(" ").append(t.path).append(" HTTP/1.1\r\n");
-    if (!given("host")) field("Host", t.host_header);
-    if (!given("user-agent")) field("User-Agent", user_agent);
-    for (const auto& [name, value] : spec.headers) {
-        check_field(name, value);
-        field(name, value);
+    if (!has("host")) field("Host", t.host_header);
+    if (!has("user-agent")) field("User-Agent", user_agent);
+    if (spec.set.decompress && !has("accept-encoding")) field("Accept-Encoding", "gzip, deflate, br");
+    if (!has("authorization")) {
+        if (t.credentials) {
+            field("Authorization", basic_credentials(t.credentials->first, t.credentials->second));
+        } else if (!spec.set.auth.empty()) {
+            field("Authorization", basic_credentials(spec.set.auth.user, spec.set.auth.password));
+        }
+    }
+    for (const auto& [name, value] : defaults)
+        if (!given(spec.headers, name)) field(name, value);
+    for (const auto& [name, value] : spec.headers) field(name, value);
+    if (spec.piecewise) {
+        if (auto length = spec.piecewise->length()) {
+            field("Content-Length", std::to_string(*length));
+        } else {
+            field("Transfer-Encoding", "chunked");
+        }
+        out.append("\r\n");
+        return out;
     }
     bool has_body =
         !spec.body.empty() || spec.method == "POST" || spec.method == "PUT" || spec.method == "PATCH";
-    if (has_body && !given("content-length")) field("Content-Length", std::to_string(spec.body.size()));
+    if (has_body) field("Content-Length", std::to_string(spec.body.size()));
     out.append("\r\n");
     if (has_body) out.append(spec.body);
     return out;
+}
+
+bool expects_continue(const request_spec& spec) {
+    return std::ranges::any_of(spec.headers, [](const auto& f) {
+        return iequals(f.first, "expect") && iequals(f.second, "100-continue");
+    });
 }
 
 }  // namespace
@@ -444,48 +752,74 @@ public:
     /// Follows redirects and returns the final response with its body unread.
     awaitable<std::unique_ptr<stream_state>> run();
     const std::string& current_url() const noexcept { return m_url; }
+    const request_spec& spec() const noexcept { return m_spec; }
 
 private:
     awaitable<std::unique_ptr<stream_state>> send(const target& t);
     awaitable<std::unique_ptr<stream_state>> exchange(lease l, const target& t, bool& stale);
+    /// Writes the body of an `upload`; returns the failure, if any.
+    awaitable<error_code> send_pieces(connection& c, const target& t);
 
     std::shared_ptr<client_state> m_pool;
     request_spec m_spec;
     std::string m_url;
+    clock::time_point m_deadline = clock::now() + m_spec.set.timeout;
+    /// The upload's source has been read from: it cannot be sent again.
+    bool m_pieces_taken = false;
 };
 
 awaitable<std::unique_ptr<stream_state>> request_runner::run() {
-    const auto& o = m_pool->options();
     std::set<std::string> seen;
     target t = detail::parse_target(m_url);
+    m_url = t.url;
+    check_request(m_spec, m_url);
+    const int max_redirects = m_spec.set.max_redirects;
     for (int hops = 0;; ++hops) {
         auto st = co_await send(t);
         auto location = st->head.header("location");
-        if (o.max_redirects <= 0 || !is_redirect(st->head.status) || !location) co_return st;
+        int status = st->head.status;
+        if (max_redirects <= 0 || !is_redirect(status) || !location) co_return st;
+        // A 307 or 308 resends the body, which an upload cannot do twice.
+        if (m_spec.piecewise && (status == 307 || status == 308)) co_return st;
         std::string next = detail::resolve_location(m_url, *location);
         co_await st->discard_body();
-        if (hops == o.max_redirects)
+        if (hops == max_redirects)
             throw error(
                 error_kind::redirects, m_url,
-                "more than " + std::to_string(o.max_redirects) + " redirects (the next was " + next + ")");
+                "more than " + std::to_string(max_redirects) + " redirects (the next was " + next + ")");
         seen.insert(m_spec.method + ' ' + m_url);
-        int status = st->head.status;
         if ((status == 303 && m_spec.method != "HEAD") ||
             ((status == 301 || status == 302) && m_spec.method == "POST")) {
             m_spec.method = "GET";
             m_spec.body.clear();
+            m_spec.piecewise.reset();
             std::erase_if(m_spec.headers, [](const auto& f) {
-                return iequals(f.first, "content-length") || iequals(f.first, "content-type") ||
-                       iequals(f.first, "transfer-encoding");
+                return iequals(f.first, "content-type") || iequals(f.first, "expect");
             });
         }
+        target next_target = detail::parse_target(next);
+        next = next_target.url;
         if (seen.count(m_spec.method + ' ' + next))
             throw error(error_kind::redirects, m_url, "redirect loop: it leads back to " + next);
-        target next_target = detail::parse_target(next);
         if (next_target.origin != t.origin) {
-            // Credentials meant for one origin are not handed to another.
-            std::erase_if(m_spec.headers, [](const auto& f) { return iequals(f.first, "authorization"); });
+            if (m_spec.set.redirects == redirect_policy::same_origin)
+                throw error(error_kind::redirects, m_url,
+                            "the redirect to " + next +
+                                " leaves the origin, which redirect_policy::same_origin refuses");
+            if (m_spec.set.redirects == redirect_policy::no_downgrade && t.tls && !next_target.tls)
+                throw error(error_kind::redirects, m_url,
+                            "the redirect to " + next +
+                                " leaves https for plain http, which redirect_policy::no_downgrade refuses");
+            // Credentials meant for one origin are not handed to another, nor
+            // is a Host the caller set for it (as curl, requests and httpx do).
+            std::erase_if(m_spec.headers, [](const auto& f) {
+                return iequals(f.first, "authorization") || iequals(f.first, "cookie") ||
+                       iequals(f.first, "proxy-authorization") || iequals(f.first, "host");
+            });
+            m_spec.set.auth = {};
         }
+        // The URL's own user info is for its origin only.
+        if (next_target.origin != t.origin || !next_target.credentials) next_target.credentials = {};
         m_url = std::move(next);
         t = std::move(next_target);
     }
@@ -502,25 +836,77 @@ awaitable<std::unique_ptr<stream_state>> request_runner::send(const target& t) {
         } catch (const error&) {
             failed = std::current_exception();
         }
-        if (!(stale && reused && attempt == 0 && idempotent(m_spec.method))) std::rethrow_exception(failed);
+        if (!(stale && reused && attempt == 0 && !m_pieces_taken && idempotent(m_spec.method)))
+            std::rethrow_exception(failed);
     }
+}
+
+awaitable<error_code> request_runner::send_pieces(connection& c, const target& t) {
+    m_pieces_taken = true;
+    const auto length = m_spec.piecewise->length();
+    std::uint64_t sent = 0;
+    for (;;) {
+        if (clock::now() >= m_deadline) co_return boost::asio::error::timed_out;
+        std::string piece = co_await m_spec.piecewise->next()();
+        if (length && sent + piece.size() > *length)
+            throw error(error_kind::request, t.url,
+                        "the upload gave more than the " + std::to_string(*length) + " bytes it declared");
+        std::array<char, 24> size_line{};
+        std::size_t size_len = 0;
+        if (!length)
+            size_len = static_cast<std::size_t>(
+                std::snprintf(size_line.data(), size_line.size(), "%zx\r\n", piece.size()));
+        std::array<boost::asio::const_buffer, 3> buffers{
+            boost::asio::buffer(size_line.data(), size_len), boost::asio::buffer(piece),
+            boost::asio::buffer(length ? std::string_view() : std::string_view("\r\n"))};
+        auto [ec, n] = co_await c.with_stream(
+            [&](auto& s) { return boost::asio::async_write(s, buffers, as_tuple(use_awaitable)); });
+        if (ec) co_return ec;
+        sent += piece.size();
+        if (piece.empty()) break;
+    }
+    if (length && sent != *length)
+        throw error(error_kind::request, t.url,
+                    "the upload gave " + std::to_string(sent) + " bytes, not the " + std::to_string(*length) +
+                        " it declared");
+    co_return error_code{};
 }
 
 awaitable<std::unique_ptr<stream_state>> request_runner::exchange(lease l, const target& t, bool& stale) {
     const auto& o = m_pool->options();
-    auto st = std::make_unique<stream_state>(m_pool, std::move(l));
+    auto st = std::make_unique<stream_state>(m_pool, std::move(l), m_spec.set);
     st->head.url = t.url;
+    st->deadline = m_deadline;
     connection& c = st->conn.conn();
 
-    std::string req = serialize_request(m_spec, t, o.user_agent);
+    std::string req = serialize_request(m_spec, t, m_pool->headers(), o.user_agent);
+    bool has_body = m_spec.piecewise || !m_spec.body.empty();
+    // With `Expect: 100-continue` the head goes alone, and the body only
+    // after a 100, or after a second without an answer (RFC 9110 §10.1.1).
+    bool wait_continue = has_body && expects_continue(m_spec);
+    std::string_view first_write = req;
+    if (wait_continue && !m_spec.piecewise)
+        first_write = std::string_view(req).substr(0, req.size() - m_spec.body.size());
 
     auto [wec, written] = co_await c.with_stream([&](auto& s) {
-        return boost::asio::async_write(s, boost::asio::buffer(req), as_tuple(use_awaitable));
+        return boost::asio::async_write(s, boost::asio::buffer(first_write), as_tuple(use_awaitable));
     });
-    if (wec) {
-        stale = true;
-        st->broken(wec, "sending the request");
-    }
+    bool body_pending = !wec && (wait_continue || m_spec.piecewise);
+    // A server may answer early and close while the body is still going out
+    // (413 after the first kilobyte): that answer is read and returned, as
+    // httpx and aiohttp do, and the connection closed after it.
+    auto send_body = [&]() -> awaitable<error_code> {
+        body_pending = false;
+        if (m_spec.piecewise) co_return co_await send_pieces(c, t);
+        auto rest = std::string_view(req).substr(first_write.size());
+        auto [ec, n] = co_await c.with_stream([&](auto& s) {
+            return boost::asio::async_write(s, boost::asio::buffer(rest), as_tuple(use_awaitable));
+        });
+        co_return ec;
+    };
+    if (!wec && body_pending && !wait_continue) wec = co_await send_body();
+    if (wec == boost::asio::error::operation_aborted) st->broken(wec, "sending the request");
+    if (wec) st->close_after = true;
 
     // 1xx responses (100 Continue, 103 Early Hints …) are interim: skipped,
     // and the final response read after them (RFC 9110 §15.2).
@@ -534,30 +920,50 @@ awaitable<std::unique_ptr<stream_state>> request_runner::exchange(lease l, const
             p.body_limit(o.max_body_size);
         }
         if (m_spec.method == "HEAD") p.skip(true);
-        auto [rec, got] = co_await c.with_stream(
-            [&](auto& s) { return bhttp::async_read_header(s, c.buffer, p, as_tuple(use_awaitable)); });
+        bool got_bytes = false;
+        error_code rec;
+        if (body_pending && !interim_seen) {
+            bool answered = true;
+            try {
+                rec = co_await with_timeout(std::chrono::seconds(1), st->read_header(got_bytes));
+            } catch (const timeout_error&) {
+                answered = false;
+            }
+            if (!answered) {
+                // No answer to the Expect: the body goes anyway.
+                wec = co_await send_body();
+                if (wec == boost::asio::error::operation_aborted) st->broken(wec, "sending the request");
+                if (wec) st->close_after = true;
+                rec = co_await st->read_header(got_bytes);
+            }
+        } else {
+            rec = co_await st->read_header(got_bytes);
+        }
         if (rec) {
-            stale = !interim_seen && !p.got_some() && closed_before_answering(rec);
+            if (wec) {
+                // Nothing to read after the failed send: that failure it is.
+                stale = !interim_seen;
+                st->broken(wec, "sending the request");
+            }
+            stale = !interim_seen && !got_bytes && closed_before_answering(rec);
             st->broken(rec, "reading the response");
         }
         int code = static_cast<int>(p.get().result_int());
+        if (code == 100 && body_pending) {
+            wec = co_await send_body();
+            if (wec == boost::asio::error::operation_aborted) st->broken(wec, "sending the request");
+            if (wec) st->close_after = true;
+        }
         if (code / 100 != 1 || code == 101) break;
     }
-    auto& p = *st->parser;
-
-    auto& msg = p.get();
-    response& head = st->head;
-    head.status = static_cast<int>(msg.result_int());
-    head.reason = std::string(msg.reason());
-    head.headers.reserve(16);
-    for (const auto& f : msg) head.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
-    head.tls_verified = c.tls() && c.verified();
-    // 101: the connection now speaks another protocol; never pooled.
-    if (p.is_done()) st->conn.give_back(head.status != 101 && msg.keep_alive() && !p.need_eof());
+    // A final answer before the body was sent: the body never goes, so the
+    // connection cannot carry another request.
+    if (body_pending) st->close_after = true;
+    st->took_header(m_spec.method);
     co_return st;
 }
 
-// ---- response, streamed_response, client -----------------------------------
+// ---- response, streamed_response, upload, client ---------------------------
 
 std::optional<std::string_view> response::header(std::string_view name) const {
     for (const auto& [k, v] : headers)
@@ -581,20 +987,76 @@ const response& streamed_response::head() const noexcept {
 
 awaitable<std::string> streamed_response::read_chunk(std::size_t max) {
     std::string out(std::max<std::size_t>(max, 1), '\0');
-    std::size_t got = 0;
     auto& st = *m_state;
-    while (got == 0 && !st.parser->is_done()) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(st.deadline - clock::now());
-        got = co_await bounded(std::max(left, std::chrono::milliseconds(0)), st.pool->options().timeout,
-                               st.head.url, "the body did not arrive", st.read_some(out.data(), out.size()));
-    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(st.deadline - clock::now());
+    std::size_t got =
+        co_await bounded(std::max(left, std::chrono::milliseconds(0)), st.stated_timeout, st.head.url,
+                         "no complete response", st.read_body(out.data(), out.size()));
     out.resize(got);
     co_return out;
 }
 
+upload::upload(source next, std::optional<std::uint64_t> length)
+    : m_next(std::move(next)), m_length(length) {}
+
+upload upload::file(const std::string& path) {
+    std::shared_ptr<std::FILE> f(std::fopen(path.c_str(), "rb"), [](std::FILE* p) {
+        if (p) std::fclose(p);
+    });
+    if (!f)
+        throw error(error_kind::request, path,
+                    "cannot open the file to upload: " + std::string(std::strerror(errno)));
+    std::error_code ec;
+    auto size = std::filesystem::file_size(path, ec);
+    if (ec)
+        throw error(error_kind::request, path, "cannot read the size of the file to upload: " + ec.message());
+    return upload(
+        [f, path]() -> awaitable<std::string> {
+            std::string piece(64 * 1024, '\0');
+            std::size_t n = std::fread(piece.data(), 1, piece.size(), f.get());
+            if (n < piece.size() && std::ferror(f.get()))
+                throw error(error_kind::request, path, "reading the file to upload failed");
+            piece.resize(n);
+            co_return piece;
+        },
+        size);
+}
+
+std::string with_query(std::string url, const fields& params) {
+    auto encode = [](std::string_view s, std::string& out) {
+        static constexpr char hex[] = "0123456789ABCDEF";
+        for (char ch : s) {
+            auto b = static_cast<unsigned char>(ch);
+            if (std::isalnum(b) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+                out += ch;
+            } else {
+                out += '%';
+                out += hex[b >> 4];
+                out += hex[b & 15];
+            }
+        }
+    };
+    if (params.empty()) return url;
+    std::string fragment;
+    if (auto hash = url.find('#'); hash != url.npos) {
+        fragment = url.substr(hash);
+        url.resize(hash);
+    }
+    char sep = url.find('?') == url.npos ? '?' : (url.back() == '?' || url.back() == '&' ? '\0' : '&');
+    for (const auto& [name, value] : params) {
+        if (sep) url += sep;
+        sep = '&';
+        encode(name, url);
+        url += '=';
+        encode(value, url);
+    }
+    return url + fragment;
+}
+
 client::client(executor ex) : client(std::move(ex), client_options{}) {}
-client::client(executor ex, client_options options)
-    : m_state(std::make_shared<client_state>(std::move(ex), std::move(options))) {}
+client::client(executor ex, client_options options) : client(std::move(ex), std::move(options), fields{}) {}
+client::client(executor ex, client_options options, fields headers)
+    : m_state(std::make_shared<client_state>(std::move(ex), std::move(options), std::move(headers))) {}
 client::client(client&&) noexcept = default;
 client& client::operator=(client&& other) noexcept {
     if (this != &other) {
@@ -617,46 +1079,60 @@ executor client::get_executor() const noexcept {
 namespace {
 
 template <class T>
-awaitable<T> within_request_timeout(const client_options& o, const request_runner& runner, awaitable<T> op) {
-    return bounded(o.timeout, o.timeout, runner.current_url(), "no complete response", std::move(op));
+awaitable<T> within_request_timeout(const request_runner& runner, awaitable<T> op) {
+    auto t = runner.spec().set.timeout;
+    return bounded(t, t, runner.current_url(), "no complete response", std::move(op));
 }
 
 // Free coroutines holding the pool by value: a member coroutine would read
 // `this->m_state` only when first resumed, which for a callback or
 // `use_future` token is after `get` has returned and the client may be gone.
-awaitable<response> run_request(std::shared_ptr<client_state> pool, std::string method, std::string url,
-                                std::string body, fields headers) {
-    const auto& o = pool->options();
-    request_runner runner(pool, {std::move(method), std::move(body), std::move(headers)}, std::move(url));
-    auto whole = [](request_runner& r) -> awaitable<response> {
+awaitable<response> run_request(std::shared_ptr<client_state> pool, request_spec spec, std::string url) {
+    request_runner runner(pool, std::move(spec), std::move(url));
+    auto whole = [](request_runner& r, std::size_t limit) -> awaitable<response> {
         auto st = co_await r.run();
-        co_await st->read_all(st->head.body);
+        co_await st->read_all(st->head.body, limit);
         co_return std::move(st->head);
     };
-    co_return co_await within_request_timeout(o, runner, whole(runner));
+    co_return co_await within_request_timeout(runner, whole(runner, pool->options().max_body_size));
 }
 
-awaitable<streamed_response> run_stream(std::shared_ptr<client_state> pool, std::string method,
-                                        std::string url, std::string body, fields headers) {
-    const auto& o = pool->options();
-    auto deadline = clock::now() + o.timeout;
-    request_runner runner(pool, {std::move(method), std::move(body), std::move(headers), true},
-                          std::move(url));
-    auto st = co_await within_request_timeout(o, runner, runner.run());
-    st->deadline = deadline;
+awaitable<streamed_response> run_stream(std::shared_ptr<client_state> pool, request_spec spec,
+                                        std::string url) {
+    request_runner runner(pool, std::move(spec), std::move(url));
+    auto st = co_await within_request_timeout(runner, runner.run());
     co_return streamed_response(std::move(st));
 }
 
 }  // namespace
 
-awaitable<response> client::do_request(std::string method, std::string url, std::string body,
-                                       fields headers) {
-    return run_request(m_state, std::move(method), std::move(url), std::move(body), std::move(headers));
+awaitable<response> client::do_request(std::string method, std::string url, std::string body, fields headers,
+                                       request_options per_request) {
+    return run_request(m_state,
+                       {std::move(method), std::move(body), std::nullopt, std::move(headers),
+                        effective(options(), per_request)},
+                       std::move(url));
+}
+
+awaitable<response> client::do_upload(std::string method, std::string url, upload body, fields headers,
+                                      request_options per_request) {
+    return run_request(
+        m_state,
+        {std::move(method), {}, std::move(body), std::move(headers), effective(options(), per_request)},
+        std::move(url));
 }
 
 awaitable<streamed_response> client::stream(std::string method, std::string url, std::string body,
                                             fields headers) {
-    return run_stream(m_state, std::move(method), std::move(url), std::move(body), std::move(headers));
+    return stream(std::move(method), std::move(url), std::move(body), std::move(headers), request_options{});
+}
+
+awaitable<streamed_response> client::stream(std::string method, std::string url, std::string body,
+                                            fields headers, request_options per_request) {
+    return run_stream(m_state,
+                      {std::move(method), std::move(body), std::nullopt, std::move(headers),
+                       effective(options(), per_request), true},
+                      std::move(url));
 }
 
 awaitable<response> fetch(std::string url) {

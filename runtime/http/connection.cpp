@@ -38,7 +38,7 @@ target parse_target(std::string url) {
         bad_url(url, "unsupported scheme '" + std::string(u.scheme()) + "' (http and https only)");
     }
     if (!u.has_authority() || u.encoded_host().empty()) bad_url(url, "the URL has no host");
-    if (u.has_userinfo()) bad_url(url, "credentials in the URL are not supported");
+    if (u.has_userinfo()) t.credentials.emplace(std::string(u.user()), std::string(u.password()));
     // RFC 3986: after an authority the path is empty or starts with '/'.
     // Boost.URL 1.81 accepts "http://10.0.0.1.example/" as host 10.0.0.1 and
     // path ".example/": the request would go to a host the URL does not name.
@@ -63,12 +63,44 @@ target parse_target(std::string url) {
     }
     t.origin =
         (t.tls ? "https://" : "http://") + std::string(u.encoded_host()) + ':' + std::to_string(t.port);
-    t.url = std::move(url);
+    if (u.has_userinfo()) {
+        urls::url bare(u);
+        bare.remove_userinfo();
+        t.url = std::string(bare.buffer());
+    } else {
+        t.url = std::move(url);
+    }
     return t;
 }
 
+namespace {
+
+/// `s` with every byte a URI reference may not hold percent-encoded; '%'
+/// and the reserved characters are left as they are.
+std::string encode_stray_bytes(std::string_view s) {
+    static constexpr std::string_view allowed = "-._~:/?#[]@!$&'()*+,;=%";
+    std::string out;
+    out.reserve(s.size());
+    for (char ch : s) {
+        auto b = static_cast<unsigned char>(ch);
+        if ((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') ||
+            allowed.find(ch) != std::string_view::npos) {
+            out += ch;
+        } else {
+            static constexpr char hex[] = "0123456789ABCDEF";
+            out += '%';
+            out += hex[b >> 4];
+            out += hex[b & 15];
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
 std::string resolve_location(const std::string& base, std::string_view location) {
-    auto ref = urls::parse_uri_reference(location);
+    std::string encoded = encode_stray_bytes(location);
+    auto ref = urls::parse_uri_reference(encoded);
     if (!ref) {
         throw error(error_kind::url, base,
                     "the redirect's Location '" + std::string(location) + "' is not a valid URL");

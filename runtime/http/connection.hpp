@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -26,20 +27,24 @@ using clock = std::chrono::steady_clock;
 
 /// A parsed http(s) URL: what a request needs and what connections are pooled by.
 struct target {
-    std::string url;
+    std::string url;  ///< as given, but without user info (never a password in a message)
     bool tls = false;
     std::string host;  ///< name or address, IPv6 without brackets
     std::uint16_t port = 0;
     std::string host_header;  ///< host[:port] as the URL spelled it
     std::string path;         ///< origin form: path and query
     std::string origin;       ///< scheme://host:port, the pool's key
+    /// The URL's user info, percent-decoded: Basic credentials for this origin.
+    std::optional<std::pair<std::string, std::string>> credentials;
 };
 
 /// Throws `error` of kind `url`, naming `url`, when it is not an absolute
 /// http or https URL with a host.
 target parse_target(std::string url);
 
-/// The absolute URL a `Location` field sends `base` to.
+/// The absolute URL a `Location` field sends `base` to. Spaces, raw UTF-8 and
+/// other bytes a URL may not hold are percent-encoded first, as browsers,
+/// curl and requests do.
 std::string resolve_location(const std::string& base, std::string_view location);
 
 class connection {

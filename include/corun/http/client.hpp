@@ -220,7 +220,8 @@ public:
     /// `GET url` → the response.
     template <class Token = use_awaitable_t>
     auto get(std::string url, fields headers = {}, Token&& token = {}) {
-        return detail::with_token(get_executor(), do_request("GET", std::move(url), {}, std::move(headers), {}),
+        return detail::with_token(get_executor(),
+                                  do_request("GET", std::move(url), {}, std::move(headers), {}),
                                   std::forward<Token>(token));
     }
     template <class Token = use_awaitable_t>
@@ -251,18 +252,18 @@ public:
     template <class Token = use_awaitable_t>
     auto request(std::string method, std::string url, upload body, fields headers = {},
                  request_options per_request = {}, Token&& token = {}) {
-        return detail::with_token(get_executor(),
-                                  do_upload(std::move(method), std::move(url), std::move(body),
-                                            std::move(headers), per_request),
-                                  std::forward<Token>(token));
+        return detail::with_token(
+            get_executor(),
+            do_upload(std::move(method), std::move(url), std::move(body), std::move(headers), per_request),
+            std::forward<Token>(token));
     }
 
     /// Sends the request and returns once the header has arrived; the body is
     /// then read with `streamed_response::read_chunk`.
     awaitable<streamed_response> stream(std::string method, std::string url, std::string body = {},
                                         fields headers = {});
-    awaitable<streamed_response> stream(std::string method, std::string url, std::string body,
-                                        fields headers, request_options per_request);
+    awaitable<streamed_response> stream(std::string method, std::string url, std::string body, fields headers,
+                                        request_options per_request);
 
     const client_options& options() const noexcept;
     executor get_executor() const noexcept;

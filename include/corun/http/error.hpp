@@ -11,14 +11,14 @@ namespace corun::http {
 
 /// What went wrong, coarse enough to branch on.
 enum class error_kind {
-    url,        ///< the URL could not be parsed, or its scheme is not http/https
-    request,    ///< the request itself is malformed: a bad method, a field with CR/LF, a framing field
-    resolve,    ///< the host name did not resolve
-    connect,    ///< no TCP connection could be made (refused, unreachable)
-    tls,        ///< TLS failed: untrusted or expired certificate, wrong host, a client certificate refused …
-    proxy,      ///< the proxy could not be reached or refused the request or tunnel (407, 403 …)
-    timeout,    ///< the connect, whole-request or read timeout ran out
-    protocol,   ///< the peer broke HTTP: garbage, a truncated or undecodable body, a reset mid-message
+    url,       ///< the URL could not be parsed, or its scheme is not http/https
+    request,   ///< the request itself is malformed: a bad method, a field with CR/LF, a framing field
+    resolve,   ///< the host name did not resolve
+    connect,   ///< no TCP connection could be made (refused, unreachable)
+    tls,       ///< TLS failed: untrusted or expired certificate, wrong host, a client certificate refused …
+    proxy,     ///< the proxy could not be reached or refused the request or tunnel (407, 403 …)
+    timeout,   ///< the connect, whole-request or read timeout ran out
+    protocol,  ///< the peer broke HTTP: garbage, a truncated or undecodable body, a reset mid-message
     too_large,  ///< the header or body exceeded its limit
     redirects,  ///< too many redirects, a redirect loop, or one the redirect policy refuses
     status,     ///< `response::raise_for_status()` on a 4xx/5xx response

@@ -1,0 +1,133 @@
+#include "decoder.hpp"
+
+#include <zlib.h>
+
+#include <brotli/decode.h>
+#include <boost/beast/core/string.hpp>
+
+namespace corun::http::detail {
+
+namespace {
+
+/// gzip and deflate, on zlib. "deflate" means the zlib format (RFC 9110
+/// §8.4.1.2), but some servers send raw deflate: that is detected on the
+/// first bytes and decoded too, as browsers and curl do.
+class zlib_decoder final : public decoder {
+public:
+    explicit zlib_decoder(bool gzip) : m_gzip(gzip) {
+        // 15 + 32: a window of 32 KiB, and the zlib or gzip header detected.
+        if (inflateInit2(&m_z, 15 + 32) != Z_OK) throw decode_error("zlib cannot start");
+    }
+    ~zlib_decoder() override { inflateEnd(&m_z); }
+    std::string_view name() const noexcept override { return m_gzip ? "gzip" : "deflate"; }
+
+protected:
+    std::size_t step(const char*& in, const char* in_end, char* out, std::size_t size) override {
+        m_z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in));
+        m_z.avail_in = static_cast<uInt>(std::min<std::size_t>(in_end - in, UINT32_MAX));
+        m_z.next_out = reinterpret_cast<Bytef*>(out);
+        m_z.avail_out = static_cast<uInt>(std::min<std::size_t>(size, UINT32_MAX));
+        int rc = inflate(&m_z, Z_NO_FLUSH);
+        if (rc == Z_DATA_ERROR && !m_gzip && !m_raw && m_z.total_out == 0 && m_z.total_in <= 2) {
+            // Not a zlib header: raw deflate, from its first byte again.
+            m_raw = true;
+            if (inflateReset2(&m_z, -15) != Z_OK) throw decode_error("zlib cannot restart");
+            return 0;
+        }
+        std::size_t written = size - m_z.avail_out;
+        in = reinterpret_cast<const char*>(m_z.next_in);
+        if (rc == Z_STREAM_END) {
+            // A gzip body may hold several members, one after another.
+            if (m_gzip && in_end - in >= 2 && static_cast<unsigned char>(in[0]) == 0x1f &&
+                static_cast<unsigned char>(in[1]) == 0x8b) {
+                inflateReset(&m_z);
+            } else {
+                m_ended = true;
+            }
+        } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            throw decode_error(std::string("the ") + std::string(name()) + " body is corrupt (" +
+                               (m_z.msg ? m_z.msg : "zlib error " + std::to_string(rc)) + ")");
+        }
+        return written;
+    }
+
+private:
+    z_stream m_z{};
+    bool m_gzip;
+    bool m_raw = false;
+};
+
+class brotli_decoder final : public decoder {
+public:
+    brotli_decoder() : m_state(BrotliDecoderCreateInstance(nullptr, nullptr, nullptr)) {
+        if (!m_state) throw decode_error("brotli cannot start");
+    }
+    ~brotli_decoder() override { BrotliDecoderDestroyInstance(m_state); }
+    std::string_view name() const noexcept override { return "br"; }
+
+protected:
+    std::size_t step(const char*& in, const char* in_end, char* out, std::size_t size) override {
+        std::size_t avail_in = static_cast<std::size_t>(in_end - in);
+        const auto* next_in = reinterpret_cast<const std::uint8_t*>(in);
+        std::size_t avail_out = size;
+        auto* next_out = reinterpret_cast<std::uint8_t*>(out);
+        auto rc = BrotliDecoderDecompressStream(m_state, &avail_in, &next_in, &avail_out, &next_out, nullptr);
+        in = reinterpret_cast<const char*>(next_in);
+        if (rc == BROTLI_DECODER_RESULT_ERROR)
+            throw decode_error(std::string("the br body is corrupt (") +
+                               BrotliDecoderErrorString(BrotliDecoderGetErrorCode(m_state)) + ")");
+        if (rc == BROTLI_DECODER_RESULT_SUCCESS) m_ended = true;
+        return size - avail_out;
+    }
+
+private:
+    BrotliDecoderState* m_state;
+};
+
+}  // namespace
+
+std::unique_ptr<decoder> decoder::make(std::string_view encoding) {
+    using boost::beast::iequals;
+    while (!encoding.empty() && (encoding.back() == ' ' || encoding.back() == '\t'))
+        encoding.remove_suffix(1);
+    while (!encoding.empty() && (encoding.front() == ' ' || encoding.front() == '\t'))
+        encoding.remove_prefix(1);
+    if (iequals(encoding, "gzip") || iequals(encoding, "x-gzip")) return std::make_unique<zlib_decoder>(true);
+    if (iequals(encoding, "deflate")) return std::make_unique<zlib_decoder>(false);
+    if (iequals(encoding, "br")) return std::make_unique<brotli_decoder>();
+    return nullptr;
+}
+
+void decoder::input(const char* data, std::size_t size) {
+    if (m_used == m_pending.size()) {
+        m_pending.clear();
+        m_used = 0;
+    }
+    m_pending.append(data, size);
+}
+
+std::size_t decoder::output(char* out, std::size_t size) {
+    std::size_t total = 0;
+    bool stalled = false;
+    while (total < size && !m_ended) {
+        const char* begin = m_pending.data() + m_used;
+        const char* in = begin;
+        std::size_t n = step(in, m_pending.data() + m_pending.size(), out + total, size - total);
+        m_used += static_cast<std::size_t>(in - begin);
+        total += n;
+        if (n == 0 && in == begin) {
+            // No progress: more input is needed (once: a restart was made).
+            if (stalled || m_used == m_pending.size()) break;
+            stalled = true;
+        } else {
+            stalled = false;
+        }
+    }
+    return total;
+}
+
+void decoder::finish() const {
+    if (!m_ended) throw decode_error("the " + std::string(name()) + " body is cut short");
+}
+
+}  // namespace corun::http::detail
