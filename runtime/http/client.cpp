@@ -157,6 +157,8 @@ private:
     }
     bool evict_idle_except(const std::string& origin) noexcept;
     awaitable<void> wait_for_room();
+    /// Resolves `t`'s host (or takes its addresses from the cache), connects.
+    awaitable<void> open(connection& c, const target& t);
     void wake_waiters() noexcept {
         for (auto* w : m_waiters) w->cancel();
     }
@@ -174,6 +176,11 @@ private:
     bool m_sweeping = false;
     bool m_shut_down = false;
     std::optional<ssl::context> m_tls;
+    struct resolved {
+        std::vector<detail::tcp::endpoint> endpoints;
+        clock::time_point expires;
+    };
+    std::unordered_map<std::string, resolved> m_dns;  // by host:port
 };
 
 void lease::give_back(bool keep_alive) noexcept {
@@ -237,7 +244,7 @@ awaitable<lease> client_state::acquire(const target& t, bool fresh) {
             c->buffer.max_size(m_options.max_header_size + 16 * 1024);
             try {
                 co_await bounded(m_options.connect_timeout, m_options.connect_timeout, t.url, "no connection",
-                                 c->open(t));
+                                 open(*c, t));
             } catch (...) {
                 failed = std::current_exception();
             }
@@ -249,6 +256,28 @@ awaitable<lease> client_state::acquire(const target& t, bool fresh) {
             co_return lease(self, t.origin, std::move(c), false);
         }
         co_await wait_for_room();
+    }
+}
+
+awaitable<void> client_state::open(connection& c, const target& t) {
+    auto self = shared_from_this();
+    std::string key = t.host + ':' + std::to_string(t.port);
+    auto now = clock::now();
+    std::erase_if(m_dns, [&](const auto& entry) { return entry.second.expires <= now; });
+    std::vector<detail::tcp::endpoint> endpoints;
+    if (auto hit = m_dns.find(key); hit != m_dns.end()) {
+        endpoints = hit->second.endpoints;
+    } else {
+        endpoints = co_await detail::resolve(t);
+        if (m_options.dns_cache_ttl.count() > 0)
+            m_dns[key] = {endpoints, clock::now() + m_options.dns_cache_ttl};
+    }
+    try {
+        co_await c.open(t, endpoints);
+    } catch (const error& e) {
+        // Addresses none of which connects are resolved again next time.
+        if (e.kind() == error_kind::connect) m_dns.erase(key);
+        throw;
     }
 }
 

@@ -7,6 +7,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core/string.hpp>
@@ -128,27 +132,110 @@ tcp::socket& connection::socket() noexcept {
     return m_tls ? beast::get_lowest_layer(*m_tls).socket() : m_plain->socket();
 }
 
-awaitable<void> connection::open(const target& t) {
+awaitable<std::vector<tcp::endpoint>> resolve(const target& t) {
     boost::system::error_code ec;
     auto address = boost::asio::ip::make_address(t.host, ec);
-    const bool literal_address = !ec;
     std::vector<tcp::endpoint> endpoints;
-    if (literal_address) {
+    if (!ec) {
         endpoints.emplace_back(address, t.port);
-    } else {
-        tcp::resolver resolver(co_await this_executor());
-        auto [rec, results] = co_await resolver.async_resolve(t.host, std::to_string(t.port),
-                                                              boost::asio::as_tuple(use_awaitable));
-        if (rec == boost::asio::error::operation_aborted) throw boost::system::system_error(rec);
-        if (rec) throw error(error_kind::resolve, t.url, "cannot resolve '" + t.host + "': " + rec.message());
-        for (const auto& r : results) endpoints.push_back(r.endpoint());
+        co_return endpoints;
     }
+    tcp::resolver resolver(co_await this_executor());
+    auto [rec, results] =
+        co_await resolver.async_resolve(t.host, std::to_string(t.port), boost::asio::as_tuple(use_awaitable));
+    if (rec == boost::asio::error::operation_aborted) throw boost::system::system_error(rec);
+    if (rec) throw error(error_kind::resolve, t.url, "cannot resolve '" + t.host + "': " + rec.message());
+    // RFC 8305 §4: alternate the families, starting with the resolver's first.
+    std::vector<tcp::endpoint> first, other;
+    for (const auto& r : results) {
+        if (first.empty() || r.endpoint().protocol() == first.front().protocol()) {
+            first.push_back(r.endpoint());
+        } else {
+            other.push_back(r.endpoint());
+        }
+    }
+    for (std::size_t i = 0; i < std::max(first.size(), other.size()); ++i) {
+        if (i < first.size()) endpoints.push_back(first[i]);
+        if (i < other.size()) endpoints.push_back(other[i]);
+    }
+    co_return endpoints;
+}
 
+namespace {
+
+/// The attempts of one Happy Eyeballs race. The attempts hold it by shared
+/// pointer, so they may finish after the race is decided.
+struct race {
+    explicit race(const executor& ex) : wake(ex) {}
+    boost::asio::steady_timer wake;  ///< cancelled to wake the racer
+    std::vector<std::unique_ptr<tcp::socket>> sockets;
+    std::optional<tcp::socket> winner;
+    std::size_t running = 0;
+    boost::system::error_code last;
+    bool decided = false;
+};
+
+awaitable<void> attempt(std::shared_ptr<race> r, std::size_t i, tcp::endpoint ep) {
+    auto [ec] = co_await r->sockets[i]->async_connect(ep, boost::asio::as_tuple(use_awaitable));
+    --r->running;
+    if (!ec && !r->decided) {
+        r->decided = true;
+        r->winner.emplace(std::move(*r->sockets[i]));
+    } else if (ec && ec != boost::asio::error::operation_aborted) {
+        r->last = ec;
+    }
+    r->wake.cancel();
+}
+
+/// A connected socket to one of `endpoints`; throws `system_error` with the
+/// last failure when none connects.
+awaitable<tcp::socket> connect_any(const std::vector<tcp::endpoint>& endpoints) {
+    executor ex = co_await this_executor();
+    auto r = std::make_shared<race>(ex);
+    // However the race ends, the attempts still running are stopped.
+    struct stop_the_rest {
+        race& r;
+        ~stop_the_rest() {
+            r.decided = true;
+            boost::system::error_code ignored;
+            for (auto& s : r.sockets) s->close(ignored);
+        }
+    } guard{*r};
+    constexpr auto stagger = std::chrono::milliseconds(250);
+    auto next_start = clock::now();
+    std::size_t started = 0;
+    for (;;) {
+        if (r->winner) co_return std::move(*r->winner);
+        if (started < endpoints.size() && (r->running == 0 || clock::now() >= next_start)) {
+            r->sockets.push_back(std::make_unique<tcp::socket>(ex));
+            ++r->running;
+            boost::asio::co_spawn(ex, attempt(r, started, endpoints[started]), boost::asio::detached);
+            ++started;
+            next_start = clock::now() + stagger;
+            continue;
+        }
+        if (r->running == 0) throw boost::system::system_error(r->last);
+        r->wake.expires_at(started < endpoints.size() ? next_start : clock::time_point::max());
+        co_await r->wake.async_wait(boost::asio::as_tuple(use_awaitable));
+        auto cs = co_await boost::asio::this_coro::cancellation_state;
+        if (cs.cancelled() != boost::asio::cancellation_type::none)
+            throw boost::system::system_error(boost::asio::error::operation_aborted);
+    }
+}
+
+}  // namespace
+
+awaitable<void> connection::open(const target& t, const std::vector<tcp::endpoint>& endpoints) {
+    boost::system::error_code ec;
+    (void)boost::asio::ip::make_address(t.host, ec);
+    const bool literal_address = !ec;
     auto& lowest = m_tls ? beast::get_lowest_layer(*m_tls) : *m_plain;
-    auto [cec, ep] = co_await lowest.async_connect(endpoints, boost::asio::as_tuple(use_awaitable));
-    if (cec == boost::asio::error::operation_aborted) throw boost::system::system_error(cec);
-    if (cec) {
-        throw error(error_kind::connect, t.url, "cannot connect to " + t.host_header + ": " + cec.message());
+    try {
+        lowest.socket() = co_await connect_any(endpoints);
+    } catch (const boost::system::system_error& e) {
+        if (e.code() == boost::asio::error::operation_aborted) throw;
+        throw error(error_kind::connect, t.url,
+                    "cannot connect to " + t.host_header + ": " + e.code().message());
     }
     lowest.socket().set_option(tcp::no_delay(true), ec);
     if (!m_tls) co_return;

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -42,6 +43,11 @@ struct target {
 /// http or https URL with a host.
 target parse_target(std::string url);
 
+/// The addresses of `t`'s host (its address itself when it is one), in the
+/// order to try them: families alternating, the resolver's first one first.
+/// Throws `error` of kind resolve.
+awaitable<std::vector<tcp::endpoint>> resolve(const target& t);
+
 /// The absolute URL a `Location` field sends `base` to. Spaces, raw UTF-8 and
 /// other bytes a URL may not hold are percent-encoded first, as browsers,
 /// curl and requests do.
@@ -53,9 +59,11 @@ public:
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
-    /// Resolves, connects and, for https, does the handshake with SNI and
-    /// certificate + host-name verification. Throws `error`.
-    awaitable<void> open(const target& t);
+    /// Connects to one of `endpoints` (Happy Eyeballs, RFC 8305: the next
+    /// address is tried 250 ms after the last without waiting for it to fail,
+    /// the first to connect wins) and, for https, does the handshake with SNI
+    /// and certificate + host-name verification. Throws `error`.
+    awaitable<void> open(const target& t, const std::vector<tcp::endpoint>& endpoints);
 
     /// Calls `f` with the stream to read and write: the TLS stream or the
     /// plain one. `f` returns an awaitable.

@@ -79,6 +79,9 @@ struct client_options {
     /// sending for this long fails the request (kind timeout) however long
     /// `timeout` is. 0: no such bound.
     std::chrono::milliseconds read_timeout{0};
+    /// How long the addresses a host name resolved to are reused (aiohttp's
+    /// default); 0: resolved for every new connection.
+    std::chrono::milliseconds dns_cache_ttl{std::chrono::seconds(10)};
     /// A kept-alive connection unused for this long is closed, not reused.
     std::chrono::milliseconds idle_timeout{std::chrono::seconds(15)};
     /// Redirects followed per request; 0 returns the 3xx response itself.
