@@ -49,7 +49,25 @@ With no URL, an embedded httpbin on loopback serves /bytes/1024 with 100 ms late
   -k, --insecure      do not verify TLS certificates or host names
   -t, --timeout SECS  limit on each request (default 20)
   --json              print one JSON object instead of the table
+
+Exit status (a request fails when no response arrives: a connection, TLS,
+protocol or timeout error; a response of any status is an answer):
+  0  every request of every mode got a response
+  1  nothing to measure: every request of the first mode failed before reaching
+     a server (bad URL, unknown host, connection refused), or another fatal error
+  2  a usage error
+  3  some requests failed (over all the modes run)
+  4  every request failed
 )";
+
+/// The exit statuses that --help lists.
+enum exit_status : int {
+    exit_ok = 0,
+    exit_fatal = 1,
+    exit_usage = 2,
+    exit_some_failed = 3,
+    exit_all_failed = 4,
+};
 
 struct usage_error : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -495,6 +513,19 @@ void print_json(const settings& s, std::size_t workers, bool embedded, const std
     std::fputs(out.c_str(), stdout);
 }
 
+/// The verdict of a run that measured something: failed requests are counted
+/// over every mode.
+exit_status run_status(const std::vector<summary>& modes) {
+    std::size_t requests = 0;
+    std::size_t errors = 0;
+    for (const summary& m : modes) {
+        requests += m.requests;
+        errors += m.errors;
+    }
+    if (errors == 0) return exit_ok;
+    return errors == requests ? exit_all_failed : exit_some_failed;
+}
+
 corun::awaitable<int> app(settings s) {
     const corun::executor ex = co_await corun::this_executor();
     const bool all = s.mode == "all";
@@ -543,7 +574,7 @@ corun::awaitable<int> app(settings s) {
         bar.clear();
         if (modes.size() == 1 && modes.front().unreachable()) {
             std::fprintf(stderr, "corun-fetch: %s\n", one_line(modes.front().first_error).c_str());
-            co_return 1;
+            co_return exit_fatal;
         }
     }
 
@@ -557,7 +588,7 @@ corun::awaitable<int> app(settings s) {
         pool->close();
         co_await pool->join();
     }
-    co_return 0;
+    co_return run_status(modes);
 }
 
 }  // namespace
@@ -568,16 +599,16 @@ int main(int argc, char** argv) {
         s = parse_args(argc, argv);
     } catch (const usage_error& e) {
         std::fprintf(stderr, "corun-fetch: %s\n%s\n", e.what(), usage_line);
-        return 2;
+        return exit_usage;
     }
     if (s.help) {
         std::printf("%s\n%s", usage_line, help_text);
-        return 0;
+        return exit_ok;
     }
     try {
         return corun::run(app(std::move(s)));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "corun-fetch: %s\n", one_line(e.what()).c_str());
-        return 1;
+        return exit_fatal;
     }
 }
