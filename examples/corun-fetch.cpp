@@ -32,7 +32,8 @@ namespace {
 
 constexpr const char* usage_line =
     "usage: corun-fetch [URL] [-n N] [-c C] [--mode serial|concurrent|pool|all] [--cacert FILE] "
-    "[--insecure] [--timeout SECONDS] [--json]";
+    "[--insecure] [--cert FILE [--key FILE]] [--proxy URL] [--no-env-proxy] [--[no-]compressed] "
+    "[--timeout SECONDS] [--json]";
 
 constexpr const char* help_text = R"(
 Fetches URL N times in each mode and compares the modes:
@@ -47,6 +48,14 @@ With no URL, an embedded httpbin on loopback serves /bytes/1024 with 100 ms late
   --mode MODE         serial, concurrent, pool or all
   --cacert FILE       trust the CA certificates in FILE (PEM) besides the system's
   -k, --insecure      do not verify TLS certificates or host names
+  --cert FILE         present the client certificate in FILE (PEM) to servers that ask
+  --key FILE          its private key (PEM); without it, read from the --cert file
+  --proxy URL         send every request through the proxy http://[user:password@]host:port
+  --no-env-proxy      ignore HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY (either
+                      case); without --proxy they are honoured, but never for the
+                      embedded httpbin
+  --compressed        ask for gzip, deflate or br and decode the body (the default)
+  --no-compressed     ask for no encoding and decode nothing
   -t, --timeout SECS  limit on each request (default 20)
   --json              print one JSON object instead of the table
 
@@ -80,6 +89,11 @@ struct settings {
     std::string mode = "all";
     std::string ca_file = {};
     bool insecure = false;
+    std::string cert_file = {};
+    std::string key_file = {};
+    std::string proxy = {};
+    bool env_proxy = true;
+    bool compressed = true;
     double timeout_s = 20;
     bool json = false;
     bool help = false;
@@ -101,6 +115,26 @@ double parse_seconds(std::string_view flag, std::string_view text) {
         throw usage_error(std::string(flag) + " needs a number of seconds above 0, not '" +
                           std::string(text) + "'");
     return v;
+}
+
+/// `value`, if it fits in the `client_options` string field of type `Field`.
+template <class Field>
+std::string fitting(std::string_view flag, std::string_view value) {
+    try {
+        [[maybe_unused]] const Field field{value};
+    } catch (const std::length_error& e) {
+        throw usage_error(std::string(flag) + ": " + e.what());
+    }
+    return std::string(value);
+}
+
+using path_field = decltype(corun::http::client_options::ca_file);
+
+std::string readable_file(std::string_view flag, std::string_view path) {
+    std::string p = fitting<path_field>(flag, path);
+    if (access(p.c_str(), R_OK) != 0)
+        throw usage_error("cannot read the " + std::string(flag) + " file '" + p + "'");
+    return p;
 }
 
 settings parse_args(int argc, char** argv) {
@@ -131,11 +165,22 @@ settings parse_args(int argc, char** argv) {
             if (s.mode != "serial" && s.mode != "concurrent" && s.mode != "pool" && s.mode != "all")
                 throw usage_error("unknown mode '" + s.mode + "'");
         } else if (flag == "--cacert") {
-            s.ca_file = value();
-            if (access(s.ca_file.c_str(), R_OK) != 0)
-                throw usage_error("cannot read the --cacert file '" + s.ca_file + "'");
+            s.ca_file = readable_file(flag, value());
         } else if (flag == "-k" || flag == "--insecure") {
             s.insecure = true;
+        } else if (flag == "--cert") {
+            s.cert_file = readable_file(flag, value());
+        } else if (flag == "--key") {
+            s.key_file = readable_file(flag, value());
+        } else if (flag == "--proxy") {
+            s.proxy = fitting<decltype(corun::http::client_options::proxy)>(flag, value());
+            if (s.proxy.empty()) throw usage_error("--proxy needs a URL");
+        } else if (flag == "--no-env-proxy") {
+            s.env_proxy = false;
+        } else if (flag == "--compressed") {
+            s.compressed = true;
+        } else if (flag == "--no-compressed") {
+            s.compressed = false;
         } else if (flag == "-t" || flag == "--timeout") {
             s.timeout_s = parse_seconds(flag, value());
         } else if (flag == "--json") {
@@ -151,6 +196,7 @@ settings parse_args(int argc, char** argv) {
         }
         if (attached && !took_value) throw usage_error(std::string(flag) + " takes no value");
     }
+    if (!s.key_file.empty() && s.cert_file.empty()) throw usage_error("--key needs --cert");
     return s;
 }
 
@@ -163,11 +209,16 @@ struct job {
     std::string url = {};
     std::string ca_file = {};
     bool insecure = false;
+    std::string cert_file = {};
+    std::string key_file = {};
+    std::string proxy = {};
+    bool trust_env = false;
+    bool decompress = true;
     std::int64_t timeout_ms = 0;
 
     template <class Archive>
     void serialize(Archive& archive) {
-        archive(url, ca_file, insecure, timeout_ms);
+        archive(url, ca_file, insecure, cert_file, key_file, proxy, trust_env, decompress, timeout_ms);
     }
 
     corun::http::client_options options(std::size_t connections) const {
@@ -175,8 +226,13 @@ struct job {
         return {.limit = connections,
                 .connect_timeout = timeout,
                 .timeout = timeout,
+                .decompress = decompress,
                 .ca_file = ca_file,
+                .cert_file = cert_file,
+                .key_file = key_file,
                 .insecure = insecure,
+                .proxy = proxy,
+                .trust_env = trust_env,
                 .user_agent = "corun-fetch"};
     }
 };
@@ -549,9 +605,16 @@ corun::awaitable<int> app(settings s) {
         std::fprintf(stderr,
                      "corun-fetch: warning: --insecure: TLS certificates and host names are not verified\n");
 
+    // The embedded httpbin is on loopback: a proxy from the environment must
+    // not see, or break, that traffic. An explicit --proxy is the user's choice.
     const job j{.url = s.url,
                 .ca_file = s.ca_file,
                 .insecure = s.insecure,
+                .cert_file = s.cert_file,
+                .key_file = s.key_file,
+                .proxy = s.proxy,
+                .trust_env = s.env_proxy && !server.has_value(),
+                .decompress = s.compressed,
                 .timeout_ms = static_cast<std::int64_t>(std::ceil(s.timeout_s * 1000))};
     std::vector<std::string> names;
     if (all || s.mode == "serial") names.push_back("serial");
