@@ -32,7 +32,8 @@ namespace {
 
 constexpr const char* usage_line =
     "usage: corun-fetch [URL] [-n N] [-c C] [--mode serial|concurrent|pool|all] [--cacert FILE] "
-    "[--insecure] [--timeout SECONDS] [--json]";
+    "[--insecure] [--cert FILE [--key FILE]] [--proxy URL] [--no-env-proxy] [--[no-]compressed] "
+    "[--timeout SECONDS] [--json]";
 
 constexpr const char* help_text = R"(
 Fetches URL N times in each mode and compares the modes:
@@ -47,9 +48,35 @@ With no URL, an embedded httpbin on loopback serves /bytes/1024 with 100 ms late
   --mode MODE         serial, concurrent, pool or all
   --cacert FILE       trust the CA certificates in FILE (PEM) besides the system's
   -k, --insecure      do not verify TLS certificates or host names
+  --cert FILE         present the client certificate in FILE (PEM) to servers that ask
+  --key FILE          its private key (PEM); without it, read from the --cert file
+  --proxy URL         send every request through the proxy http://[user:password@]host:port
+  --no-env-proxy      ignore HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY (either
+                      case); without --proxy they are honoured, but never for the
+                      embedded httpbin
+  --compressed        ask for gzip, deflate or br and decode the body (the default)
+  --no-compressed     ask for no encoding and decode nothing
   -t, --timeout SECS  limit on each request (default 20)
   --json              print one JSON object instead of the table
+
+Exit status (a request fails when no response arrives: a connection, TLS,
+protocol or timeout error; a response of any status is an answer):
+  0  every request of every mode got a response
+  1  nothing to measure: every request of the first mode failed before reaching
+     a server (bad URL, unknown host, connection refused), or another fatal error
+  2  a usage error
+  3  some requests failed (over all the modes run)
+  4  every request failed
 )";
+
+/// The exit statuses that --help lists.
+enum exit_status : int {
+    exit_ok = 0,
+    exit_fatal = 1,
+    exit_usage = 2,
+    exit_some_failed = 3,
+    exit_all_failed = 4,
+};
 
 struct usage_error : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -62,6 +89,11 @@ struct settings {
     std::string mode = "all";
     std::string ca_file = {};
     bool insecure = false;
+    std::string cert_file = {};
+    std::string key_file = {};
+    std::string proxy = {};
+    bool env_proxy = true;
+    bool compressed = true;
     double timeout_s = 20;
     bool json = false;
     bool help = false;
@@ -83,6 +115,26 @@ double parse_seconds(std::string_view flag, std::string_view text) {
         throw usage_error(std::string(flag) + " needs a number of seconds above 0, not '" +
                           std::string(text) + "'");
     return v;
+}
+
+/// `value`, if it fits in the `client_options` string field of type `Field`.
+template <class Field>
+std::string fitting(std::string_view flag, std::string_view value) {
+    try {
+        [[maybe_unused]] const Field field{value};
+    } catch (const std::length_error& e) {
+        throw usage_error(std::string(flag) + ": " + e.what());
+    }
+    return std::string(value);
+}
+
+using path_field = decltype(corun::http::client_options::ca_file);
+
+std::string readable_file(std::string_view flag, std::string_view path) {
+    std::string p = fitting<path_field>(flag, path);
+    if (access(p.c_str(), R_OK) != 0)
+        throw usage_error("cannot read the " + std::string(flag) + " file '" + p + "'");
+    return p;
 }
 
 settings parse_args(int argc, char** argv) {
@@ -113,11 +165,22 @@ settings parse_args(int argc, char** argv) {
             if (s.mode != "serial" && s.mode != "concurrent" && s.mode != "pool" && s.mode != "all")
                 throw usage_error("unknown mode '" + s.mode + "'");
         } else if (flag == "--cacert") {
-            s.ca_file = value();
-            if (access(s.ca_file.c_str(), R_OK) != 0)
-                throw usage_error("cannot read the --cacert file '" + s.ca_file + "'");
+            s.ca_file = readable_file(flag, value());
         } else if (flag == "-k" || flag == "--insecure") {
             s.insecure = true;
+        } else if (flag == "--cert") {
+            s.cert_file = readable_file(flag, value());
+        } else if (flag == "--key") {
+            s.key_file = readable_file(flag, value());
+        } else if (flag == "--proxy") {
+            s.proxy = fitting<decltype(corun::http::client_options::proxy)>(flag, value());
+            if (s.proxy.empty()) throw usage_error("--proxy needs a URL");
+        } else if (flag == "--no-env-proxy") {
+            s.env_proxy = false;
+        } else if (flag == "--compressed") {
+            s.compressed = true;
+        } else if (flag == "--no-compressed") {
+            s.compressed = false;
         } else if (flag == "-t" || flag == "--timeout") {
             s.timeout_s = parse_seconds(flag, value());
         } else if (flag == "--json") {
@@ -133,6 +196,7 @@ settings parse_args(int argc, char** argv) {
         }
         if (attached && !took_value) throw usage_error(std::string(flag) + " takes no value");
     }
+    if (!s.key_file.empty() && s.cert_file.empty()) throw usage_error("--key needs --cert");
     return s;
 }
 
@@ -145,11 +209,16 @@ struct job {
     std::string url = {};
     std::string ca_file = {};
     bool insecure = false;
+    std::string cert_file = {};
+    std::string key_file = {};
+    std::string proxy = {};
+    bool trust_env = false;
+    bool decompress = true;
     std::int64_t timeout_ms = 0;
 
     template <class Archive>
     void serialize(Archive& archive) {
-        archive(url, ca_file, insecure, timeout_ms);
+        archive(url, ca_file, insecure, cert_file, key_file, proxy, trust_env, decompress, timeout_ms);
     }
 
     corun::http::client_options options(std::size_t connections) const {
@@ -157,8 +226,13 @@ struct job {
         return {.limit = connections,
                 .connect_timeout = timeout,
                 .timeout = timeout,
+                .decompress = decompress,
                 .ca_file = ca_file,
+                .cert_file = cert_file,
+                .key_file = key_file,
                 .insecure = insecure,
+                .proxy = proxy,
+                .trust_env = trust_env,
                 .user_agent = "corun-fetch"};
     }
 };
@@ -495,6 +569,19 @@ void print_json(const settings& s, std::size_t workers, bool embedded, const std
     std::fputs(out.c_str(), stdout);
 }
 
+/// The verdict of a run that measured something: failed requests are counted
+/// over every mode.
+exit_status run_status(const std::vector<summary>& modes) {
+    std::size_t requests = 0;
+    std::size_t errors = 0;
+    for (const summary& m : modes) {
+        requests += m.requests;
+        errors += m.errors;
+    }
+    if (errors == 0) return exit_ok;
+    return errors == requests ? exit_all_failed : exit_some_failed;
+}
+
 corun::awaitable<int> app(settings s) {
     const corun::executor ex = co_await corun::this_executor();
     const bool all = s.mode == "all";
@@ -518,9 +605,16 @@ corun::awaitable<int> app(settings s) {
         std::fprintf(stderr,
                      "corun-fetch: warning: --insecure: TLS certificates and host names are not verified\n");
 
+    // The embedded httpbin is on loopback: a proxy from the environment must
+    // not see, or break, that traffic. An explicit --proxy is the user's choice.
     const job j{.url = s.url,
                 .ca_file = s.ca_file,
                 .insecure = s.insecure,
+                .cert_file = s.cert_file,
+                .key_file = s.key_file,
+                .proxy = s.proxy,
+                .trust_env = s.env_proxy && !server.has_value(),
+                .decompress = s.compressed,
                 .timeout_ms = static_cast<std::int64_t>(std::ceil(s.timeout_s * 1000))};
     std::vector<std::string> names;
     if (all || s.mode == "serial") names.push_back("serial");
@@ -543,7 +637,7 @@ corun::awaitable<int> app(settings s) {
         bar.clear();
         if (modes.size() == 1 && modes.front().unreachable()) {
             std::fprintf(stderr, "corun-fetch: %s\n", one_line(modes.front().first_error).c_str());
-            co_return 1;
+            co_return exit_fatal;
         }
     }
 
@@ -557,7 +651,7 @@ corun::awaitable<int> app(settings s) {
         pool->close();
         co_await pool->join();
     }
-    co_return 0;
+    co_return run_status(modes);
 }
 
 }  // namespace
@@ -568,16 +662,16 @@ int main(int argc, char** argv) {
         s = parse_args(argc, argv);
     } catch (const usage_error& e) {
         std::fprintf(stderr, "corun-fetch: %s\n%s\n", e.what(), usage_line);
-        return 2;
+        return exit_usage;
     }
     if (s.help) {
         std::printf("%s\n%s", usage_line, help_text);
-        return 0;
+        return exit_ok;
     }
     try {
         return corun::run(app(std::move(s)));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "corun-fetch: %s\n", one_line(e.what()).c_str());
-        return 1;
+        return exit_fatal;
     }
 }
