@@ -135,7 +135,7 @@ void add_extensions(X509* cert, X509* issuer, const cert_options& opts) {
         add_extension(cert, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
     } else {
         add_extension(cert, &ctx, NID_basic_constraints, "critical,CA:FALSE");
-        add_extension(cert, &ctx, NID_ext_key_usage, "serverAuth");
+        add_extension(cert, &ctx, NID_ext_key_usage, "serverAuth,clientAuth");
         // A self-signed leaf carries no keyUsage: OpenSSL would refuse it as its
         // own issuer (and so as a trust anchor given to --cacert) without keyCertSign.
         if (issuer != cert)

@@ -382,7 +382,7 @@ settings effective(const client_options& o, const request_options& r) {
             r.max_redirects >= 0 ? r.max_redirects : o.max_redirects,
             r.redirects.value_or(o.redirects),
             r.decompress.value_or(o.decompress),
-            r.auth.empty() ? o.auth : r.auth};
+            r.user.empty() && r.password.empty() ? o.auth : basic_auth{r.user, r.password}};
 }
 
 struct request_spec {

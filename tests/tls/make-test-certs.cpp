@@ -47,6 +47,8 @@ int main(int argc, char** argv) {
         expired.not_after = -24h;
         write(dir, "expired", certs::make_signed(expired, ca));
         write(dir, "self-signed", certs::make_self_signed(localhost));
+        write(dir, "client",
+              certs::make_signed({.common_name = "corun test client", .dns_names = {"client.invalid"}}, ca));
         return 0;
     } catch (const std::exception& e) {
         std::cerr << "make-test-certs: " << e.what() << "\n";

@@ -133,8 +133,15 @@ struct request_options {
     int max_redirects = -1;                     ///< below 0: the client's
     std::optional<redirect_policy> redirects{};
     std::optional<bool> decompress{};
-    basic_auth auth{};  ///< empty: the client's (or the URL's)
+    /// Basic authentication for this request; both empty: the client's (the
+    /// URL's user info overrides either). Read when the call is made, so a
+    /// temporary string is fine.
+    std::string_view user{};
+    std::string_view password{};
 };
+// Trivially destructible and without arrays: GCC 12 rejects ("array used as
+// initializer") a braced temporary holding an array next to a braced
+// `fields` in one `co_await` call.
 static_assert(std::is_trivially_destructible_v<request_options>);
 
 /// A request body read piece by piece as it is sent: a file, or any async
