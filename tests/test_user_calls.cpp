@@ -197,6 +197,29 @@ TEST_CASE("the HTTP client as users write it", "[user_calls]") {
         CHECK(posted.status == 200);
         const auto one = co_await corun::http::fetch(base + "/status/204");
         CHECK(one.status == 204);
+        // Per-request options braced in place, beside a string and a braced
+        // (empty) field list; a per-call user and password from literals.
+        const auto quick = co_await http.get(base + "/get", {}, {.timeout = 5s, .decompress = false});
+        CHECK(quick.ok());
+        const auto authed =
+            co_await http.request("POST", base + "/anything", "x", {}, {.user = "u", .password = "p"});
+        CHECK(corun_test::contains(authed.body, "Basic dTpw"));
+        const auto queried = co_await http.get(corun::http::with_query(base + "/get", {{"q", "a b"}}));
+        CHECK(corun_test::contains(queried.body, "a b"));
+        const auto streamed = co_await http.stream("GET", base + "/bytes/10", {}, {}, {.read_timeout = 5s});
+        CHECK(streamed.head().status == 200);
+        const auto uploaded = co_await http.request(
+            "POST", base + "/post",
+            corun::http::upload([n = 0]() mutable -> awaitable<std::string> {
+                co_return ++n <= 2 ? std::string("ab") : std::string();
+            }));
+        CHECK(corun_test::contains(uploaded.body, "abab"));
+    }());
+    block_on([&]() -> awaitable<void> {
+        corun::http::client http{co_await corun::this_executor(),
+                                 {.timeout = 10s, .auth = {"user", "pw"}, .user_agent = "user-calls"}};
+        const auto r = co_await http.get(base + "/get");
+        CHECK(corun_test::contains(r.body, "Basic dXNlcjpwdw=="));
     }());
 }
 
