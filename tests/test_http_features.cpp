@@ -43,9 +43,8 @@ public:
         std::filesystem::create_directories(root);
         std::filesystem::create_directories(m_dir.path() / "tmp");
         std::ofstream(root / "data.json", std::ios::binary) << json;
-        for (int attempt = 0;; ++attempt) {
-            std::uint16_t port = free_port();
-            auto conf = m_dir.path() / "nginx.conf";
+        auto conf = m_dir.path() / "nginx.conf";
+        m_server = child_server::on_free_port([&](std::uint16_t port) {
             std::ofstream(conf) << "worker_processes 1;\ndaemon off;\npid nginx.pid;\nlock_file nginx.lock;\n"
                                    "error_log error.log warn;\nevents { worker_connections 256; }\n"
                                    "http {\n access_log off;\n client_body_temp_path tmp;\n"
@@ -53,23 +52,17 @@ public:
                                    " gzip on;\n gzip_types application/json;\n gzip_min_length 0;\n"
                                    " server {\n  listen 127.0.0.1:"
                                 << port << ";\n  root " << root.string() << ";\n }\n}\n";
-            try {
-                m_server.emplace(
-                    std::vector<std::string>{"/usr/sbin/nginx", "-p", m_dir.path().string() + "/", "-c",
-                                             conf.string(), "-e", (m_dir.path() / "error.log").string()},
-                    port);
-                m_url = "http://127.0.0.1:" + std::to_string(port) + "/data.json";
-                return;
-            } catch (const std::exception&) {
-                if (attempt == 2) throw;  // the port was taken meanwhile: another
-            }
-        }
+            return std::vector<std::string>{
+                "/usr/sbin/nginx", "-p", m_dir.path().string() + "/",          "-c",
+                conf.string(),     "-e", (m_dir.path() / "error.log").string()};
+        });
+        m_url = "http://127.0.0.1:" + std::to_string(m_server->port()) + "/data.json";
     }
     const std::string& url() const noexcept { return m_url; }
 
 private:
     temp_dir m_dir;
-    std::optional<child_server> m_server;
+    std::unique_ptr<child_server> m_server;
     std::string m_url;
 };
 
@@ -130,27 +123,31 @@ namespace {
 class cert_asking_server {
 public:
     explicit cert_asking_server(bool tls13) {
-        for (int attempt = 0;; ++attempt) {
-            std::uint16_t port = free_port();
-            try {
-                m_server.emplace(
-                    std::vector<std::string>{"openssl", "s_server", "-accept",
-                                             "127.0.0.1:" + std::to_string(port), "-cert",
-                                             cert_path("server.pem"), "-key", cert_path("server.key"),
-                                             "-CAfile", cert_path("ca.pem"), "-Verify", "1", "-www", "-quiet",
-                                             "-naccept", "1000", tls13 ? "-tls1_3" : "-tls1_2"},
-                    port);
-                m_url = "https://127.0.0.1:" + std::to_string(port) + "/";
-                return;
-            } catch (const std::exception&) {
-                if (attempt == 2) throw;
-            }
-        }
+        m_server = child_server::on_free_port([&](std::uint16_t port) {
+            return std::vector<std::string>{"openssl",
+                                            "s_server",
+                                            "-accept",
+                                            "127.0.0.1:" + std::to_string(port),
+                                            "-cert",
+                                            cert_path("server.pem"),
+                                            "-key",
+                                            cert_path("server.key"),
+                                            "-CAfile",
+                                            cert_path("ca.pem"),
+                                            "-Verify",
+                                            "1",
+                                            "-www",
+                                            "-quiet",
+                                            "-naccept",
+                                            "1000",
+                                            tls13 ? "-tls1_3" : "-tls1_2"};
+        });
+        m_url = "https://127.0.0.1:" + std::to_string(m_server->port()) + "/";
     }
     const std::string& url() const noexcept { return m_url; }
 
 private:
-    std::optional<child_server> m_server;
+    std::unique_ptr<child_server> m_server;
     std::string m_url;
 };
 

@@ -893,3 +893,110 @@ TEST_CASE("cancelling open_tunnel throws operation_aborted", "[http_proxy]") {
         FAIL("expected operation_aborted, got: " << e.what());
     }
 }
+
+// ---- the client through a real proxy ----------------------------------------
+
+namespace {
+
+/// `n` GETs of `url`, one after another, on one client made with `options`.
+awaitable<std::vector<http::response>> gets(http::client_options options, std::string url, int n) {
+    http::client client{co_await corun::this_executor(), options};
+    std::vector<http::response> out;
+    for (int i = 0; i < n; ++i) out.push_back(co_await client.get(url));
+    co_return out;
+}
+
+http::client_options through(const std::string& proxy) {
+    return {.timeout = 10s, .ca_file = cert_path("ca.pem"), .proxy = proxy};
+}
+
+}  // namespace
+
+TEST_CASE("the client sends https through one CONNECT tunnel, reused, with TLS verified to the origin",
+          "[http_proxy]") {
+    httpbin::background_server origin{https_origin()};
+    tinyproxy proxy;
+    auto answers = block_on_within(30s, gets(through(proxy.url()), origin.base_url() + "/get", 3));
+    for (const auto& r : answers) {
+        CHECK(r.status == 200);
+        CHECK(r.tls_verified);
+    }
+    // Three requests, one tunnel and one connection to the origin: the
+    // connection through the proxy is pooled like a direct one.
+    CHECK(proxy.tunnels() == 1);
+    CHECK(origin.connections_accepted() == 1);
+}
+
+TEST_CASE("the client sends plain http to the proxy in absolute form", "[http_proxy]") {
+    httpbin::background_server origin{{}};
+    tinyproxy proxy;
+    auto answers = block_on_within(30s, gets(through(proxy.url()), origin.base_url() + "/get?x=1", 3));
+    for (const auto& r : answers) {
+        CHECK(r.status == 200);
+        CHECK(contains(r.body, "x=1"));
+    }
+    CHECK(proxy.requests() == 3);
+    CHECK(contains(proxy.log(), "GET " + origin.base_url() + "/get?x=1 HTTP/1.1"));
+
+    // A client without the proxy goes direct: the proxy sees nothing more.
+    CHECK(block_on_within(30s, gets({.timeout = 10s}, origin.base_url() + "/get", 1)).at(0).status == 200);
+    CHECK(proxy.requests() == 3);
+}
+
+TEST_CASE("proxy credentials from the proxy URL are sent for http and https; refused ones are kind proxy",
+          "[http_proxy]") {
+    httpbin::background_server secure{https_origin()};
+    httpbin::background_server plain{{}};
+    tinyproxy proxy({.user = "alice", .password = "s3cret-pw"});
+    const auto good = through(proxy.url_with("alice", "s3cret-pw"));
+    CHECK(block_on_within(30s, gets(good, secure.base_url() + "/get", 1)).at(0).status == 200);
+    CHECK(block_on_within(30s, gets(good, plain.base_url() + "/get", 1)).at(0).status == 200);
+
+    const auto bad = through(proxy.url_with("alice", "wrong"));
+    http::error e = thrown_within<http::error>(30s, get_once(bad, secure.base_url() + "/get"));
+    INFO(e.what());
+    CHECK(kind_name(e) == "proxy");
+    CHECK(!contains(e.what(), "wrong"));
+    // Plain http through a proxy that refuses: its answer is the response,
+    // as with aiohttp and curl.
+    auto refused = block_on_within(30s, gets(bad, plain.base_url() + "/get", 1)).at(0);
+    CHECK((refused.status == 401 || refused.status == 407));
+    CHECK(plain.connections_accepted() == 1);
+}
+
+TEST_CASE("trust_env takes the proxy from the environment, NO_PROXY goes around it, and nothing without it",
+          "[http_proxy]") {
+    httpbin::background_server secure{https_origin()};
+    httpbin::background_server plain{{}};
+    tinyproxy proxy;
+    proxy_env env;
+    env.set("HTTPS_PROXY", proxy.url());
+    env.set("http_proxy", proxy.url());
+    auto from_env = through("");
+    from_env.trust_env = true;
+    CHECK(block_on_within(30s, gets(from_env, secure.base_url() + "/get", 1)).at(0).status == 200);
+    CHECK(block_on_within(30s, gets(from_env, plain.base_url() + "/get", 1)).at(0).status == 200);
+    CHECK(proxy.tunnels() == 1);
+    CHECK(proxy.requests() == 2);
+
+    // Not trusted: the environment is not read.
+    CHECK(block_on_within(30s, gets(through(""), secure.base_url() + "/get", 1)).at(0).status == 200);
+    CHECK(proxy.requests() == 2);
+
+    env.set("NO_PROXY", "127.0.0.1");
+    CHECK(block_on_within(30s, gets(from_env, secure.base_url() + "/get", 1)).at(0).status == 200);
+    CHECK(block_on_within(30s, gets(from_env, plain.base_url() + "/get", 1)).at(0).status == 200);
+    CHECK(proxy.requests() == 2);
+}
+
+TEST_CASE("a proxy nobody listens on is an error of kind proxy naming it", "[http_proxy]") {
+    const std::string nowhere = "http://127.0.0.1:" + std::to_string(free_port());
+    for (const char* scheme : {"http", "https"}) {
+        CAPTURE(scheme);
+        http::error e = thrown_within<http::error>(
+            30s, get_once(through(nowhere), std::string(scheme) + "://127.0.0.1:9/"));
+        INFO(e.what());
+        CHECK(kind_name(e) == "proxy");
+        CHECK(contains(e.what(), "cannot connect to the proxy " + nowhere));
+    }
+}

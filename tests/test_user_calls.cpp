@@ -203,9 +203,12 @@ TEST_CASE("the HTTP client as users write it", "[user_calls]") {
         CHECK(quick.ok());
         const auto authed =
             co_await http.request("POST", base + "/anything", "x", {}, {.user = "u", .password = "p"});
-        CHECK(corun_test::contains(authed.body, "Basic dTpw"));
-        const auto queried = co_await http.get(corun::http::with_query(base + "/get", {{"q", "a b"}}));
-        CHECK(corun_test::contains(queried.body, "a b"));
+        CHECK(authed.body.find("Basic dTpw") != std::string::npos);
+        // A braced list inside a co_await expression is refused by GCC 12
+        // ("array used as initializer", see the README): built first.
+        const std::string search = corun::http::with_query(base + "/get", {{"q", "a b"}});
+        const auto queried = co_await http.get(search);
+        CHECK(queried.body.find("a b") != std::string::npos);
         const auto streamed = co_await http.stream("GET", base + "/bytes/10", {}, {}, {.read_timeout = 5s});
         CHECK(streamed.head().status == 200);
         const auto uploaded = co_await http.request(
@@ -213,13 +216,13 @@ TEST_CASE("the HTTP client as users write it", "[user_calls]") {
             corun::http::upload([n = 0]() mutable -> awaitable<std::string> {
                 co_return ++n <= 2 ? std::string("ab") : std::string();
             }));
-        CHECK(corun_test::contains(uploaded.body, "abab"));
+        CHECK(uploaded.body.find("abab") != std::string::npos);
     }());
     block_on([&]() -> awaitable<void> {
         corun::http::client http{co_await corun::this_executor(),
                                  {.timeout = 10s, .auth = {"user", "pw"}, .user_agent = "user-calls"}};
         const auto r = co_await http.get(base + "/get");
-        CHECK(corun_test::contains(r.body, "Basic dXNlcjpwdw=="));
+        CHECK(r.body.find("Basic dXNlcjpwdw==") != std::string::npos);
     }());
 }
 

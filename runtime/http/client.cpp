@@ -27,12 +27,14 @@
 #include "connection.hpp"
 #include "corun/timeout.hpp"
 #include "decoder.hpp"
+#include "proxy.hpp"
 
 namespace corun::http {
 
 namespace bhttp = boost::beast::http;
 using detail::clock;
 using detail::connection;
+using detail::proxy_target;
 using detail::target;
 namespace ssl = boost::asio::ssl;
 using boost::asio::as_tuple;
@@ -62,23 +64,6 @@ bool is_token(std::string_view s) {
         return std::isalnum(ch) ||
                std::string_view("!#$%&'*+-.^_`|~").find(char(ch)) != std::string_view::npos;
     });
-}
-
-/// "Basic base64(user:password)" (RFC 7617).
-std::string basic_credentials(std::string_view user, std::string_view password) {
-    static constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string in = std::string(user) + ':' + std::string(password);
-    std::string out = "Basic ";
-    for (std::size_t i = 0; i < in.size(); i += 3) {
-        std::uint32_t v = static_cast<unsigned char>(in[i]) << 16;
-        if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
-        if (i + 2 < in.size()) v |= static_cast<unsigned char>(in[i + 2]);
-        out += digits[(v >> 18) & 63];
-        out += digits[(v >> 12) & 63];
-        out += i + 1 < in.size() ? digits[(v >> 6) & 63] : '=';
-        out += i + 2 < in.size() ? digits[v & 63] : '=';
-    }
-    return out;
 }
 
 /// `op`, bounded by `limit`. Running out is an `error` of kind timeout naming
@@ -136,7 +121,7 @@ public:
     /// The fields sent with every request.
     const fields& headers() const noexcept { return m_headers; }
 
-    awaitable<lease> acquire(const target& t, bool fresh);
+    awaitable<lease> acquire(const target& t, const proxy_target* proxy, bool fresh);
     void give_back(const std::string& origin, std::unique_ptr<connection> c, bool keep_alive) noexcept;
     void shut_down() noexcept;
 
@@ -157,8 +142,9 @@ private:
     }
     bool evict_idle_except(const std::string& origin) noexcept;
     awaitable<void> wait_for_room();
-    /// Resolves `t`'s host (or takes its addresses from the cache), connects.
-    awaitable<void> open(connection& c, const target& t);
+    /// Resolves `t`'s host, or the proxy's (or takes the addresses from the
+    /// cache), and connects.
+    awaitable<void> open(connection& c, const target& t, const proxy_target* proxy);
     void wake_waiters() noexcept {
         for (auto* w : m_waiters) w->cancel();
     }
@@ -217,10 +203,12 @@ ssl::context& client_state::tls_context(const target& t) {
     return m_tls.emplace(std::move(ctx));
 }
 
-awaitable<lease> client_state::acquire(const target& t, bool fresh) {
+awaitable<lease> client_state::acquire(const target& t, const proxy_target* proxy, bool fresh) {
     auto self = shared_from_this();
+    // Connections through a proxy (and its credentials) are pooled apart.
+    const std::string key = proxy ? t.origin + " via " + proxy->key : t.origin;
     for (;;) {
-        host& h = m_hosts[t.origin];
+        host& h = m_hosts[key];
         while (!fresh && !h.idle.empty()) {
             auto c = std::move(h.idle.back());
             h.idle.pop_back();
@@ -230,10 +218,10 @@ awaitable<lease> client_state::acquire(const target& t, bool fresh) {
             // after a 204 or HEAD response), is closed, never read from.
             auto idle = clock::now() - c->idle_since;
             if (idle < m_options.idle_timeout && c->looks_alive())
-                co_return lease(self, t.origin, std::move(c), true);
+                co_return lease(self, key, std::move(c), true);
             forget(h, *c);
         }
-        if (room_for(h) || (m_open >= m_options.limit && evict_idle_except(t.origin) && room_for(h))) {
+        if (room_for(h) || (m_open >= m_options.limit && evict_idle_except(key) && room_for(h))) {
             ssl::context* tls = t.tls ? &tls_context(t) : nullptr;
             ++h.open;
             ++m_open;
@@ -241,42 +229,56 @@ awaitable<lease> client_state::acquire(const target& t, bool fresh) {
             auto c = std::make_unique<connection>(m_ex, tls);
             // Every read is bounded: a header, a chunk-size line or a trailer
             // section longer than this is `too_large`, whatever the server sends.
-            c->buffer.max_size(m_options.max_header_size + 16 * 1024);
+            c->buffer.max_size(std::min(m_options.max_header_size, SIZE_MAX / 2) + 16 * 1024);
             try {
                 co_await bounded(m_options.connect_timeout, m_options.connect_timeout, t.url, "no connection",
-                                 open(*c, t));
+                                 open(*c, t, proxy));
             } catch (...) {
                 failed = std::current_exception();
             }
             if (failed) {
-                forget(m_hosts[t.origin], *c);
+                forget(m_hosts[key], *c);
                 wake_waiters();
                 std::rethrow_exception(failed);
             }
-            co_return lease(self, t.origin, std::move(c), false);
+            co_return lease(self, key, std::move(c), false);
         }
         co_await wait_for_room();
     }
 }
 
-awaitable<void> client_state::open(connection& c, const target& t) {
+awaitable<void> client_state::open(connection& c, const target& t, const proxy_target* proxy) {
     auto self = shared_from_this();
-    std::string key = t.host + ':' + std::to_string(t.port);
+    // The name resolved is the proxy's when there is one (the proxy resolves
+    // the origin's).
+    target peer;
+    if (proxy) {
+        peer.url = t.url;
+        peer.host = proxy->host;
+        peer.port = proxy->port;
+    }
+    const target& dial = proxy ? peer : t;
+    std::string key = dial.host + ':' + std::to_string(dial.port);
     auto now = clock::now();
     std::erase_if(m_dns, [&](const auto& entry) { return entry.second.expires <= now; });
     std::vector<detail::tcp::endpoint> endpoints;
     if (auto hit = m_dns.find(key); hit != m_dns.end()) {
         endpoints = hit->second.endpoints;
     } else {
-        endpoints = co_await detail::resolve(t);
+        try {
+            endpoints = co_await detail::resolve(dial);
+        } catch (const error& e) {
+            if (!proxy) throw;
+            throw error(error_kind::proxy, t.url, "cannot resolve the proxy " + proxy->url + ": " + e.what());
+        }
         if (m_options.dns_cache_ttl.count() > 0)
             m_dns[key] = {endpoints, clock::now() + m_options.dns_cache_ttl};
     }
     try {
-        co_await c.open(t, endpoints);
+        co_await c.open(t, endpoints, proxy, m_options.max_header_size);
     } catch (const error& e) {
         // Addresses none of which connects are resolved again next time.
-        if (e.kind() == error_kind::connect) m_dns.erase(key);
+        if (e.kind() == error_kind::connect || e.kind() == error_kind::proxy) m_dns.erase(key);
         throw;
     }
 }
@@ -725,23 +727,30 @@ void check_request(request_spec& spec, const std::string& url) {
 /// Written by hand rather than with Beast's serializer: the serializer's
 /// buffer sequences cost more than the rest of the request together
 /// (measured with perf), and a request head is a few lines.
+///
+/// Through a proxy (plain http only: https goes through a tunnel), the target
+/// is in absolute form and the proxy's credentials go along (RFC 9112 §3.2.2).
 std::string serialize_request(const request_spec& spec, const target& t, const fields& defaults,
-                              std::string_view user_agent) {
+                              std::string_view user_agent, const proxy_target* proxy) {
     std::string out;
     out.reserve(256 + t.path.size() + spec.body.size());
     auto field = [&](std::string_view name, std::string_view value) {
         out.append(name).append(": ").append(value).append("\r\n");
     };
     auto has = [&](std::string_view name) { return given(spec.headers, name) || given(defaults, name); };
-    out.append(spec.method).append(" ").append(t.path).append(" HTTP/1.1\r\n");
+    out.append(spec.method).append(" ");
+    if (proxy) out.append("http://").append(t.host_header);
+    out.append(t.path).append(" HTTP/1.1\r\n");
+    if (proxy && !proxy->authorization.empty() && !has("proxy-authorization"))
+        field("Proxy-Authorization", proxy->authorization);
     if (!has("host")) field("Host", t.host_header);
     if (!has("user-agent")) field("User-Agent", user_agent);
     if (spec.set.decompress && !has("accept-encoding")) field("Accept-Encoding", "gzip, deflate, br");
     if (!has("authorization")) {
         if (t.credentials) {
-            field("Authorization", basic_credentials(t.credentials->first, t.credentials->second));
+            field("Authorization", detail::basic_credentials(t.credentials->first, t.credentials->second));
         } else if (!spec.set.auth.empty()) {
-            field("Authorization", basic_credentials(spec.set.auth.user, spec.set.auth.password));
+            field("Authorization", detail::basic_credentials(spec.set.auth.user, spec.set.auth.password));
         }
     }
     for (const auto& [name, value] : defaults)
@@ -795,6 +804,8 @@ private:
     clock::time_point m_deadline = clock::now() + m_spec.set.timeout;
     /// The upload's source has been read from: it cannot be sent again.
     bool m_pieces_taken = false;
+    /// The proxy of the request to the current target, if any.
+    std::optional<proxy_target> m_proxy;
 };
 
 awaitable<std::unique_ptr<stream_state>> request_runner::run() {
@@ -856,7 +867,9 @@ awaitable<std::unique_ptr<stream_state>> request_runner::run() {
 
 awaitable<std::unique_ptr<stream_state>> request_runner::send(const target& t) {
     for (int attempt = 0;; ++attempt) {
-        lease l = co_await m_pool->acquire(t, attempt > 0);
+        const auto& o = m_pool->options();
+        m_proxy = detail::choose_proxy(o.proxy.view(), o.trust_env, t);
+        lease l = co_await m_pool->acquire(t, m_proxy ? &*m_proxy : nullptr, attempt > 0);
         bool reused = l.reused();
         bool stale = false;
         std::exception_ptr failed;
@@ -908,7 +921,8 @@ awaitable<std::unique_ptr<stream_state>> request_runner::exchange(lease l, const
     st->deadline = m_deadline;
     connection& c = st->conn.conn();
 
-    std::string req = serialize_request(m_spec, t, m_pool->headers(), o.user_agent);
+    std::string req = serialize_request(m_spec, t, m_pool->headers(), o.user_agent,
+                                        m_proxy && !t.tls ? &*m_proxy : nullptr);
     bool has_body = m_spec.piecewise || !m_spec.body.empty();
     // With `Expect: 100-continue` the head goes alone, and the body only
     // after a 100, or after a second without an answer (RFC 9110 §10.1.1).

@@ -9,15 +9,16 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
 
 #include "corun/http/error.hpp"
+#include "proxy.hpp"
 
 namespace corun::http::detail {
 
@@ -225,7 +226,8 @@ awaitable<tcp::socket> connect_any(const std::vector<tcp::endpoint>& endpoints) 
 
 }  // namespace
 
-awaitable<void> connection::open(const target& t, const std::vector<tcp::endpoint>& endpoints) {
+awaitable<void> connection::open(const target& t, const std::vector<tcp::endpoint>& endpoints,
+                                 const proxy_target* proxy, std::size_t max_header_size) {
     boost::system::error_code ec;
     (void)boost::asio::ip::make_address(t.host, ec);
     const bool literal_address = !ec;
@@ -234,9 +236,13 @@ awaitable<void> connection::open(const target& t, const std::vector<tcp::endpoin
         lowest.socket() = co_await connect_any(endpoints);
     } catch (const boost::system::system_error& e) {
         if (e.code() == boost::asio::error::operation_aborted) throw;
+        if (proxy)
+            throw error(error_kind::proxy, t.url,
+                        "cannot connect to the proxy " + proxy->url + ": " + e.code().message());
         throw error(error_kind::connect, t.url,
                     "cannot connect to " + t.host_header + ": " + e.code().message());
     }
+    if (proxy && m_tls) co_await open_tunnel(lowest, t, *proxy, max_header_size);
     lowest.socket().set_option(tcp::no_delay(true), ec);
     if (!m_tls) co_return;
 

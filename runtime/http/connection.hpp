@@ -53,6 +53,8 @@ awaitable<std::vector<tcp::endpoint>> resolve(const target& t);
 /// curl and requests do.
 std::string resolve_location(const std::string& base, std::string_view location);
 
+struct proxy_target;
+
 class connection {
 public:
     connection(const executor& ex, ssl::context* tls_context);
@@ -63,7 +65,11 @@ public:
     /// address is tried 250 ms after the last without waiting for it to fail,
     /// the first to connect wins) and, for https, does the handshake with SNI
     /// and certificate + host-name verification. Throws `error`.
-    awaitable<void> open(const target& t, const std::vector<tcp::endpoint>& endpoints);
+    /// With a `proxy`, `endpoints` are the proxy's, and an https request's
+    /// TLS goes through a CONNECT tunnel (an answer of at most
+    /// `max_header_size`); a failure to reach the proxy is of kind proxy.
+    awaitable<void> open(const target& t, const std::vector<tcp::endpoint>& endpoints,
+                         const proxy_target* proxy, std::size_t max_header_size);
 
     /// Calls `f` with the stream to read and write: the TLS stream or the
     /// plain one. `f` returns an awaitable.
