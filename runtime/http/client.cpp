@@ -502,8 +502,18 @@ private:
     template <class MakeOp>
     auto one_read(MakeOp op) -> decltype(op()) {
         if (read_timeout.count() <= 0) co_return co_await op();
+        // A read delivers its cancellation as a value (as_tuple), which
+        // with_timeout would return as it is, never saying that its time ran
+        // out: the cancellation is made an exception again, so that the read
+        // timeout is a timeout_error and any other cancellation stays one.
+        auto aborted_throws = [](decltype(op()) read) -> decltype(op()) {
+            auto result = co_await std::move(read);
+            if (std::get<0>(result) == boost::asio::error::operation_aborted)
+                throw boost::system::system_error(std::get<0>(result));
+            co_return result;
+        };
         try {
-            co_return co_await with_timeout(read_timeout, op());
+            co_return co_await with_timeout(read_timeout, aborted_throws(op()));
         } catch (const timeout_error&) {
             conn.give_back(false);
             throw error(error_kind::timeout, head.url,
