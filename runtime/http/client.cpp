@@ -853,8 +853,14 @@ awaitable<std::unique_ptr<stream_state>> request_runner::run() {
             m_spec.left_origin = true;
             m_spec.set.auth = {};
         }
-        // The URL's own user info is for its origin only.
-        if (next_target.origin != t.origin || !next_target.credentials) next_target.credentials = {};
+        // The URL's own user info is for its origin only: kept on a redirect
+        // within it (unless the Location brings its own), as the request's
+        // Authorization and `auth` are, and dropped on leaving it.
+        if (next_target.origin != t.origin) {
+            next_target.credentials = {};
+        } else if (!next_target.credentials) {
+            next_target.credentials = t.credentials;
+        }
         m_url = std::move(next);
         t = std::move(next_target);
     }
