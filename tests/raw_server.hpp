@@ -7,10 +7,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <optional>
 #include <string>
@@ -42,24 +45,107 @@ public:
         std::size_t index() const noexcept { return m_index; }
 
         /// Reads one request (head and any Content-Length body); returns its
-        /// request line, or nothing once the peer has closed.
+        /// request line, or nothing once the peer has closed. The whole head
+        /// and the body are kept: `last_head()`, `last_body()`.
         std::optional<std::string> read_request() {
+            auto head = read_head();
+            if (!head) return std::nullopt;
+            auto length = field(*head, "content-length");
+            std::string body = read_bytes(length ? std::stoul(*length) : 0);
+            if (length && body.size() != std::stoul(*length)) return std::nullopt;
+            m_body = std::move(body);
+            return head->substr(0, head->find("\r\n"));
+        }
+
+        /// Reads one request head (request line and fields, without the empty
+        /// line that ends it), leaving any body unread; nothing once the peer
+        /// has closed. Also `last_head()` from then on, with an empty `last_body()`.
+        std::optional<std::string> read_head() {
+            std::size_t end;
+            while ((end = m_in.find("\r\n\r\n")) == std::string::npos)
+                if (!receive()) return std::nullopt;
+            m_head = m_in.substr(0, end);
+            m_body.clear();
+            m_in.erase(0, end + 4);
+            return m_head;
+        }
+
+        /// Reads `n` bytes; fewer only if the peer closes (or the server stops) first.
+        std::string read_bytes(std::size_t n) {
+            while (m_in.size() < n)
+                if (!receive()) break;
+            std::string out = m_in.substr(0, std::min(n, m_in.size()));
+            m_in.erase(0, out.size());
+            return out;
+        }
+
+        /// Reads a body in chunked transfer encoding (after `read_head`),
+        /// trailer included; returns it decoded, or nothing if it breaks off
+        /// or is malformed.
+        std::optional<std::string> read_chunked_body() {
+            std::string body;
             for (;;) {
-                if (auto end = m_in.find("\r\n\r\n"); end != std::string::npos) {
-                    std::string head = m_in.substr(0, end);
-                    std::size_t length = content_length(head);
-                    if (m_in.size() >= end + 4 + length) {
-                        m_in.erase(0, end + 4 + length);
-                        return head.substr(0, head.find("\r\n"));
-                    }
+                auto line = read_line();
+                if (!line) return std::nullopt;
+                std::size_t size = 0;
+                try {
+                    size = std::stoul(line->substr(0, line->find(';')), nullptr, 16);
+                } catch (const std::exception&) {
+                    return std::nullopt;
                 }
-                if (!wait(POLLIN)) return std::nullopt;
-                char buf[4096];
-                ssize_t n = ::recv(m_fd, buf, sizeof buf, 0);
-                if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-                if (n <= 0) return std::nullopt;
-                m_in.append(buf, static_cast<std::size_t>(n));
+                if (size == 0) break;
+                std::string data = read_bytes(size + 2);
+                if (data.size() != size + 2 || data.substr(size) != "\r\n") return std::nullopt;
+                body.append(data, 0, size);
             }
+            for (;;) {  // the trailer section, up to its empty line
+                auto line = read_line();
+                if (!line) return std::nullopt;
+                if (line->empty()) break;
+            }
+            m_body = body;
+            return body;
+        }
+
+        /// Whatever arrives within `d`, ending early when the peer closes.
+        std::string read_for(std::chrono::milliseconds d) {
+            auto until = std::chrono::steady_clock::now() + d;
+            while (std::chrono::steady_clock::now() < until && !m_closed && !m_stopping && m_fd >= 0) {
+                pollfd p{m_fd, POLLIN, 0};
+                if (::poll(&p, 1, 10) > 0) receive();
+            }
+            std::string out = std::move(m_in);
+            m_in.clear();
+            return out;
+        }
+
+        /// The head of the last request read (request line and fields) and its body.
+        const std::string& last_head() const noexcept { return m_head; }
+        const std::string& last_body() const noexcept { return m_body; }
+
+        /// The value of the first field `name` (case-insensitive) in a request
+        /// or response head, without surrounding blanks; nothing if absent.
+        static std::optional<std::string> field(std::string_view head, std::string_view name) {
+            for (std::size_t at = head.find("\r\n"); at != std::string_view::npos;) {
+                at += 2;
+                std::size_t end = std::min(head.find("\r\n", at), head.size());
+                std::string_view line = head.substr(at, end - at);
+                if (line.size() > name.size() && line[name.size()] == ':' &&
+                    std::equal(name.begin(), name.end(), line.begin(), [](char a, char b) {
+                        return std::tolower(static_cast<unsigned char>(a)) ==
+                               std::tolower(static_cast<unsigned char>(b));
+                    })) {
+                    std::string_view value = line.substr(name.size() + 1);
+                    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+                        value.remove_prefix(1);
+                    while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
+                        value.remove_suffix(1);
+                    return std::string(value);
+                }
+                if (end == head.size()) break;
+                at = end;
+            }
+            return std::nullopt;
         }
 
         /// Sends all of `data`; false once the peer is gone.
@@ -107,12 +193,31 @@ public:
         }
 
     private:
-        static std::size_t content_length(const std::string& head) {
-            std::string lower;
-            for (char c : head) lower += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-            auto at = lower.find("\r\ncontent-length:");
-            if (at == std::string::npos) return 0;
-            return std::stoul(lower.substr(at + 17));
+        /// Appends what the peer sends next to the input; false once it has
+        /// closed (or the server stops).
+        bool receive() {
+            for (;;) {
+                if (m_closed || !wait(POLLIN)) return false;
+                char buf[16 * 1024];
+                ssize_t n = ::recv(m_fd, buf, sizeof buf, 0);
+                if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+                if (n <= 0) {
+                    m_closed = true;
+                    return false;
+                }
+                m_in.append(buf, static_cast<std::size_t>(n));
+                return true;
+            }
+        }
+
+        /// One CRLF-ended line, without its CRLF.
+        std::optional<std::string> read_line() {
+            std::size_t end;
+            while ((end = m_in.find("\r\n")) == std::string::npos)
+                if (!receive()) return std::nullopt;
+            std::string line = m_in.substr(0, end);
+            m_in.erase(0, end + 2);
+            return line;
         }
 
         /// Polls for `events` in short steps, watching for the server to stop.
@@ -130,6 +235,8 @@ public:
         std::size_t m_index;
         const std::atomic<bool>& m_stopping;
         std::string m_in;
+        std::string m_head, m_body;
+        bool m_closed = false;  // the peer has closed (or reset) its side
     };
 
     using script = std::function<void(connection&)>;

@@ -395,7 +395,17 @@ struct request_spec {
     settings set;
     /// For `stream`: the body is read in chunks, so no limit applies to it.
     bool streamed = false;
+    /// A redirect has left the first origin: the client-wide fields bound
+    /// to an origin (`origin_bound`) are no longer sent.
+    bool left_origin = false;
 };
+
+/// Fields meant for one origin: credentials, and a Host the caller set.
+/// Never handed to another origin on a redirect.
+bool origin_bound(std::string_view name) {
+    return iequals(name, "authorization") || iequals(name, "cookie") ||
+           iequals(name, "proxy-authorization") || iequals(name, "host");
+}
 
 error read_failure(const error_code& ec, const std::string& url, const client_options& o,
                    std::string_view while_) {
@@ -533,8 +543,18 @@ private:
     template <class MakeOp>
     auto one_read(MakeOp op) -> decltype(op()) {
         if (read_timeout.count() <= 0) co_return co_await op();
+        // A read delivers its cancellation as a value (as_tuple), which
+        // with_timeout would return as it is, never saying that its time ran
+        // out: the cancellation is made an exception again, so that the read
+        // timeout is a timeout_error and any other cancellation stays one.
+        auto aborted_throws = [](decltype(op()) read) -> decltype(op()) {
+            auto result = co_await std::move(read);
+            if (std::get<0>(result) == boost::asio::error::operation_aborted)
+                throw boost::system::system_error(std::get<0>(result));
+            co_return result;
+        };
         try {
-            co_return co_await with_timeout(read_timeout, op());
+            co_return co_await with_timeout(read_timeout, aborted_throws(op()));
         } catch (const timeout_error&) {
             conn.give_back(false);
             throw error(error_kind::timeout, head.url,
@@ -696,30 +716,37 @@ bool given(const fields& headers, std::string_view name) {
 /// request into the stream, framing fields that disagree with the body.
 /// The framing fields are the client's: a matching Content-Length is dropped
 /// (the client writes its own), any other is refused, as is Transfer-Encoding.
-void check_request(request_spec& spec, const std::string& url) {
+/// The client-wide fields (`defaults`) are checked alike: they go out with
+/// every request.
+void check_request(request_spec& spec, const fields& defaults, const std::string& url) {
     if (!is_token(spec.method))
         throw error(error_kind::request, url, "the method '" + spec.method + "' is not a valid token");
-    for (const auto& [name, value] : spec.headers) {
-        if (!is_token(name))
-            throw error(error_kind::request, url,
-                        "the header field name '" + name + "' is not a valid token");
-        if (value.find_first_of(std::string_view("\r\n\0", 3)) != value.npos)
-            throw error(error_kind::request, url,
-                        "the value of header field '" + name + "' holds CR, LF or NUL");
-        if (iequals(name, "transfer-encoding"))
-            throw error(error_kind::request, url,
-                        "Transfer-Encoding is the client's to set (pass an `upload` for a chunked body)");
-        if (iequals(name, "content-length")) {
-            std::uint64_t length =
-                spec.piecewise ? spec.piecewise->length().value_or(UINT64_MAX) : spec.body.size();
-            if (value != std::to_string(length))
+    auto check = [&](const fields& fs, std::string_view whose) {
+        for (const auto& [name, value] : fs) {
+            if (!is_token(name))
+                throw error(error_kind::request, url,
+                            std::string(whose) + "header field name '" + name + "' is not a valid token");
+            if (value.find_first_of(std::string_view("\r\n\0", 3)) != value.npos)
                 throw error(
                     error_kind::request, url,
-                    "Content-Length: " + value + " does not match the body of " +
-                        (length == UINT64_MAX ? std::string("unknown length") : std::to_string(length)) +
-                        " bytes; the client sets it");
+                    "the value of " + std::string(whose) + "header field '" + name + "' holds CR, LF or NUL");
+            if (iequals(name, "transfer-encoding"))
+                throw error(error_kind::request, url,
+                            "Transfer-Encoding is the client's to set (pass an `upload` for a chunked body)");
+            if (iequals(name, "content-length")) {
+                std::uint64_t length =
+                    spec.piecewise ? spec.piecewise->length().value_or(UINT64_MAX) : spec.body.size();
+                if (value != std::to_string(length))
+                    throw error(
+                        error_kind::request, url,
+                        "Content-Length: " + value + " does not match the body of " +
+                            (length == UINT64_MAX ? std::string("unknown length") : std::to_string(length)) +
+                            " bytes; the client sets it");
+            }
         }
-    }
+    };
+    check(spec.headers, "the ");
+    check(defaults, "the client-wide ");
     std::erase_if(spec.headers, [](const auto& f) { return iequals(f.first, "content-length"); });
 }
 
@@ -737,7 +764,16 @@ std::string serialize_request(const request_spec& spec, const target& t, const f
     auto field = [&](std::string_view name, std::string_view value) {
         out.append(name).append(": ").append(value).append("\r\n");
     };
-    auto has = [&](std::string_view name) { return given(spec.headers, name) || given(defaults, name); };
+    // A client-wide field goes out unless the request has its own, but never
+    // Content-Length (the client writes its own) nor, once a redirect has
+    // left the first origin, one bound to that origin.
+    auto default_sent = [&](std::string_view name) {
+        return !given(spec.headers, name) && !iequals(name, "content-length") &&
+               !(spec.left_origin && origin_bound(name));
+    };
+    auto has = [&](std::string_view name) {
+        return given(spec.headers, name) || (given(defaults, name) && default_sent(name));
+    };
     out.append(spec.method).append(" ");
     if (proxy) out.append("http://").append(t.host_header);
     out.append(t.path).append(" HTTP/1.1\r\n");
@@ -754,7 +790,7 @@ std::string serialize_request(const request_spec& spec, const target& t, const f
         }
     }
     for (const auto& [name, value] : defaults)
-        if (!given(spec.headers, name)) field(name, value);
+        if (default_sent(name)) field(name, value);
     for (const auto& [name, value] : spec.headers) field(name, value);
     if (spec.piecewise) {
         if (auto length = spec.piecewise->length()) {
@@ -812,7 +848,7 @@ awaitable<std::unique_ptr<stream_state>> request_runner::run() {
     std::set<std::string> seen;
     target t = detail::parse_target(m_url);
     m_url = t.url;
-    check_request(m_spec, m_url);
+    check_request(m_spec, m_pool->headers(), m_url);
     const int max_redirects = m_spec.set.max_redirects;
     for (int hops = 0;; ++hops) {
         auto st = co_await send(t);
@@ -851,15 +887,20 @@ awaitable<std::unique_ptr<stream_state>> request_runner::run() {
                             "the redirect to " + next +
                                 " leaves https for plain http, which redirect_policy::no_downgrade refuses");
             // Credentials meant for one origin are not handed to another, nor
-            // is a Host the caller set for it (as curl, requests and httpx do).
-            std::erase_if(m_spec.headers, [](const auto& f) {
-                return iequals(f.first, "authorization") || iequals(f.first, "cookie") ||
-                       iequals(f.first, "proxy-authorization") || iequals(f.first, "host");
-            });
+            // is a Host the caller set for it (as curl, requests and httpx do),
+            // whether the request or the client carries them.
+            std::erase_if(m_spec.headers, [](const auto& f) { return origin_bound(f.first); });
+            m_spec.left_origin = true;
             m_spec.set.auth = {};
         }
-        // The URL's own user info is for its origin only.
-        if (next_target.origin != t.origin || !next_target.credentials) next_target.credentials = {};
+        // The URL's own user info is for its origin only: kept on a redirect
+        // within it (unless the Location brings its own), as the request's
+        // Authorization and `auth` are, and dropped on leaving it.
+        if (next_target.origin != t.origin) {
+            next_target.credentials = {};
+        } else if (!next_target.credentials) {
+            next_target.credentials = t.credentials;
+        }
         m_url = std::move(next);
         t = std::move(next_target);
     }
