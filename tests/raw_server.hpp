@@ -265,6 +265,7 @@ public:
         ::close(m_listener);
     }
 
+    std::uint16_t port() const noexcept { return m_port; }
     std::string url(const std::string& path, const char* scheme = "http") const {
         return std::string(scheme) + "://127.0.0.1:" + std::to_string(m_port) + path;
     }

@@ -3,9 +3,6 @@
 // a real tinyproxy and against fake proxies that misbehave.
 #include "http/proxy.hpp"
 
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -39,6 +36,7 @@
 #include "http_support.hpp"
 #include "httpbin.hpp"
 #include "proxy_support.hpp"
+#include "raw_server.hpp"
 #include "support.hpp"
 
 using namespace corun_test;
@@ -130,122 +128,36 @@ bool bypasses(const std::string& list, const std::string& host, std::uint16_t po
 
 // ---- fake proxies ------------------------------------------------------------
 
-/// A loopback server that reads one request head per connection and then
-/// runs a script on the connection, each on a thread of its own: a proxy
-/// that misbehaves in ways tinyproxy would not. Every wait ends when the
-/// server is destroyed.
+/// A proxy that misbehaves in ways tinyproxy would not: a raw_server that
+/// reads each connection's request head (kept for `heads()`), then runs a
+/// script on it. Every wait ends when it is destroyed.
 class fake_proxy {
 public:
-    class peer {
-    public:
-        peer(int fd, const std::atomic<bool>& stopping) : m_fd(fd), m_stopping(stopping) {}
-        /// Sends all of `data`; false once the client is gone.
-        bool send(std::string_view data) {
-            while (!data.empty()) {
-                if (!wait(POLLOUT)) return false;
-                ssize_t n = ::send(m_fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-                if (n <= 0) return false;
-                data.remove_prefix(static_cast<std::size_t>(n));
-            }
-            return true;
-        }
-        /// Waits until the client closes (or the server stops).
-        void wait_for_close() {
-            char buf[4096];
-            while (wait(POLLIN)) {
-                ssize_t n = ::recv(m_fd, buf, sizeof buf, MSG_DONTWAIT);
-                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return;
-            }
-        }
-        /// The request head (up to the blank line), or what came before the
-        /// client closed.
-        std::string read_head() {
-            std::string in;
-            char buf[4096];
-            while (in.find("\r\n\r\n") == std::string::npos && in.size() < 64 * 1024 && wait(POLLIN)) {
-                ssize_t n = ::recv(m_fd, buf, sizeof buf, MSG_DONTWAIT);
-                if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-                if (n <= 0) break;
-                in.append(buf, static_cast<std::size_t>(n));
-            }
-            return in;
-        }
-
-    private:
-        bool wait(short events) {
-            while (!m_stopping) {
-                pollfd p{m_fd, events, 0};
-                int r = ::poll(&p, 1, 20);
-                if (r > 0) return true;
-                if (r < 0 && errno != EINTR) return false;
-            }
-            return false;
-        }
-        int m_fd;
-        const std::atomic<bool>& m_stopping;
-    };
-
+    using peer = raw_server::connection;
     using script = std::function<void(peer&)>;
 
-    explicit fake_proxy(script s) : m_script(std::move(s)) {
-        m_listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        REQUIRE(m_listener >= 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(::bind(m_listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-        REQUIRE(::listen(m_listener, 16) == 0);
-        socklen_t len = sizeof addr;
-        REQUIRE(::getsockname(m_listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-        m_port = ntohs(addr.sin_port);
-        m_acceptor = std::thread([this] { accept_loop(); });
-    }
-    fake_proxy(const fake_proxy&) = delete;
-    fake_proxy& operator=(const fake_proxy&) = delete;
-    ~fake_proxy() {
-        m_stopping = true;
-        m_acceptor.join();
-        for (auto& t : m_connections) t.join();
-        ::close(m_listener);
-    }
+    explicit fake_proxy(script s)
+        : m_server([this, s = std::move(s)](peer& c) {
+              auto head = c.read_head();
+              {
+                  std::lock_guard lock(m_mutex);
+                  m_heads.push_back(head ? *head + "\r\n\r\n" : std::string());
+              }
+              s(c);
+          }) {}
 
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(m_port); }
-    std::uint16_t port() const { return m_port; }
-    /// The request heads read so far, one per connection.
+    std::string url() const { return m_server.url(""); }
+    std::uint16_t port() const noexcept { return m_server.port(); }
+    /// The request heads read so far, one per connection ("" if it closed first).
     std::vector<std::string> heads() const {
         std::lock_guard lock(m_mutex);
         return m_heads;
     }
 
 private:
-    void accept_loop() {
-        while (!m_stopping) {
-            pollfd p{m_listener, POLLIN, 0};
-            if (::poll(&p, 1, 20) <= 0) continue;
-            int fd = ::accept4(m_listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-            if (fd < 0) continue;
-            m_connections.emplace_back([this, fd] {
-                peer c(fd, m_stopping);
-                std::string head = c.read_head();
-                {
-                    std::lock_guard lock(m_mutex);
-                    m_heads.push_back(head);
-                }
-                m_script(c);
-                ::close(fd);
-            });
-        }
-    }
-
-    script m_script;
-    int m_listener = -1;
-    std::uint16_t m_port = 0;
-    std::atomic<bool> m_stopping{false};
-    std::thread m_acceptor;
-    std::vector<std::thread> m_connections;  // the acceptor's, until it is joined
     mutable std::mutex m_mutex;
     std::vector<std::string> m_heads;
+    raw_server m_server;  // last: stopped, its scripts joined, before the rest goes
 };
 
 /// Connects to the proxy `p` and asks it for a tunnel to `t`. (Arguments by
