@@ -188,8 +188,8 @@ awaitable<void> attempt(std::shared_ptr<race> r, std::size_t i, tcp::endpoint ep
     r->wake.cancel();
 }
 
-/// A connected socket to one of `endpoints`; throws `system_error` with the
-/// last failure when none connects.
+}  // namespace
+
 awaitable<tcp::socket> connect_any(const std::vector<tcp::endpoint>& endpoints) {
     executor ex = co_await this_executor();
     auto r = std::make_shared<race>(ex);
@@ -223,8 +223,6 @@ awaitable<tcp::socket> connect_any(const std::vector<tcp::endpoint>& endpoints) 
             throw boost::system::system_error(boost::asio::error::operation_aborted);
     }
 }
-
-}  // namespace
 
 awaitable<void> connection::open(const target& t, const std::vector<tcp::endpoint>& endpoints,
                                  const proxy_target* proxy, std::size_t max_header_size) {

@@ -48,6 +48,12 @@ target parse_target(std::string url);
 /// Throws `error` of kind resolve.
 awaitable<std::vector<tcp::endpoint>> resolve(const target& t);
 
+/// A socket connected to one of `endpoints`, tried in order: the next is
+/// started 250 ms after the last, or at once when the last fails, and the
+/// first to connect wins, the others closed (Happy Eyeballs, RFC 8305 §5).
+/// Throws boost::system::system_error with the last failure when none connects.
+awaitable<tcp::socket> connect_any(const std::vector<tcp::endpoint>& endpoints);
+
 /// The absolute URL a `Location` field sends `base` to. Spaces, raw UTF-8 and
 /// other bytes a URL may not hold are percent-encoded first, as browsers,
 /// curl and requests do.
