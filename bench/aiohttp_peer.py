@@ -5,9 +5,13 @@ short warm-up, and one JSON line with the figures is printed.
 
 usage: bench/aiohttp_peer.py URL [--connections 64] [--duration 5]
                                  [--body-size 1024] [--cacert FILE]
+                                 [--proxy http://HOST:PORT]
 
-A response counts when its status is 200 and its body has the expected size;
+A response counts when its status is 200 and its body has the expected size
+(decoded: aiohttp asks for gzip and deflate and decodes by default);
 anything else (another status or size, an exception) counts as an error.
+`content_encoding` is the Content-Encoding of the first response
+("identity" when none). --proxy sends every request through that proxy.
 """
 
 import argparse
@@ -33,13 +37,15 @@ async def run(args):
     tls = args.url.startswith("https:")
     ssl_context = ssl.create_default_context(cafile=args.cacert) if tls and args.cacert else None
     connector = aiohttp.TCPConnector(limit=args.connections, ssl=ssl_context if ssl_context else True)
-    counts = {"requests": 0, "errors": 0, "first_error": None}
+    counts = {"requests": 0, "errors": 0, "first_error": None, "content_encoding": None}
 
     async def fetch_until(deadline, tally):
         while time.perf_counter() < deadline:
             try:
-                async with session.get(args.url) as r:
+                async with session.get(args.url, proxy=args.proxy) as r:
                     body = await r.read()
+                if counts["content_encoding"] is None and r.status == 200:
+                    counts["content_encoding"] = r.headers.get("Content-Encoding", "identity")
                 good = r.status == 200 and len(body) == args.body_size
                 what = f"status {r.status}, {len(body)} bytes"
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
@@ -71,9 +77,12 @@ async def run(args):
         "cpu_us_per_req": round(cpu * 1e6 / counts["requests"], 2) if counts["requests"] else None,
         "errors": counts["errors"],
         "tls": tls,
+        "content_encoding": counts["content_encoding"],
         "aiohttp": aiohttp.__version__,
         "python": sys.version.split()[0],
     }
+    if args.proxy:
+        out["proxy"] = args.proxy
     if counts["first_error"]:
         out["first_error"] = counts["first_error"]
     return out
@@ -86,6 +95,7 @@ def main():
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--body-size", type=int, default=1024)
     parser.add_argument("--cacert", help="PEM file of a CA (or self-signed certificate) to trust")
+    parser.add_argument("--proxy", help="send every request through this proxy, http://HOST:PORT")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args))), flush=True)
     return 0

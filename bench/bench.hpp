@@ -22,6 +22,8 @@ class json_line {
     }
     json_line& add(const std::string& key, long long v) { return add_raw(key, std::to_string(v)); }
     json_line& add(const std::string& key, const std::string& v) { return add_raw(key, '"' + v + '"'); }
+    /// Not an overload of `add`: a string literal would convert to bool first.
+    json_line& add_bool(const std::string& key, bool v) { return add_raw(key, v ? "true" : "false"); }
     void print() const {
         std::string out = "{";
         for (std::size_t i = 0; i < m_fields.size(); ++i) {

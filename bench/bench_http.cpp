@@ -1,10 +1,18 @@
 // http: keep-alive GETs with corun::http::client on one thread. C coroutines
 // each loop `co_await client.get(url)` for the duration, over one client whose
 // pool holds C connections; every response must be a 200 with the expected
-// body size, and anything else is counted as an error, never dropped.
+// body size (decoded, when the server encoded it), and anything else is
+// counted as an error, never dropped.
 //
 //   corun-bench http [--url URL] [--connections 64] [--duration SECONDS]
-//                    [--body-size N] [--cacert FILE] [--insecure] --json
+//                    [--body-size N] [--cacert FILE] [--insecure]
+//                    [--proxy http://HOST:PORT] [--[no-]compressed] --json
+//
+// --compressed (the client's default) sends `Accept-Encoding: gzip, deflate,
+// br` and decodes the body; --no-compressed asks for no encoding. --proxy
+// sends every request through that proxy. The line says which encoding the
+// server chose (`content_encoding` of the first response, "identity" when
+// none), so a caller can tell that a compressed run was really compressed.
 //
 // With no URL it serves itself: an embedded httpbin on loopback, /bytes/1024,
 // once over HTTP (case "http") and once over HTTPS (case "https", its
@@ -42,6 +50,8 @@ struct http_options {
     std::size_t body_size = 0;
     std::string cacert = {};
     bool insecure = false;
+    std::string proxy = {};
+    bool compressed = true;
 };
 
 struct tally {
@@ -71,15 +81,20 @@ struct outcome {
     tally counts = {};
     tally warm_up = {};
     std::size_t body_size = 0;
+    /// The Content-Encoding of the first successful response; empty until then.
+    std::string content_encoding = {};
 };
 
 /// GETs `url` one after another until `deadline`, tallying each response.
 corun::awaitable<void> fetch_until(corun::http::client& http, const std::string& url,
-                                   clock_type::time_point deadline, std::size_t& body_size, tally& counts) {
+                                   clock_type::time_point deadline, outcome& out, tally& counts) {
+    std::size_t& body_size = out.body_size;
     while (clock_type::now() < deadline) {
         try {
             auto r = co_await http.get(url);
             if (body_size == 0 && r.status == 200) body_size = r.body.size();
+            if (out.content_encoding.empty() && r.status == 200)
+                out.content_encoding = std::string(r.header("content-encoding").value_or("identity"));
             if (r.status == 200 && r.body.size() == body_size) {
                 ++counts.requests;
                 if (!r.tls_verified && r.url.starts_with("https:")) ++counts.tls_unverified;
@@ -94,10 +109,10 @@ corun::awaitable<void> fetch_until(corun::http::client& http, const std::string&
 }
 
 corun::awaitable<void> fetch_all(corun::http::client& http, const std::string& url, std::size_t connections,
-                                 clock_type::time_point deadline, std::size_t& body_size, tally& counts) {
+                                 clock_type::time_point deadline, outcome& out, tally& counts) {
     co_await corun::gather(corun::range(static_cast<std::int64_t>(connections)) |
                            std::views::transform([&](std::int64_t) {
-                               return fetch_until(http, url, deadline, body_size, counts);
+                               return fetch_until(http, url, deadline, out, counts);
                            }));
 }
 
@@ -106,17 +121,18 @@ corun::awaitable<outcome> measure(http_options opts) {
     const corun::executor ex = co_await corun::this_executor();
     corun::http::client_options client_opts{.limit = opts.connections,
                                             .limit_per_host = opts.connections,
+                                            .decompress = opts.compressed,
                                             .ca_file = opts.cacert,
-                                            .insecure = opts.insecure};
+                                            .insecure = opts.insecure,
+                                            .proxy = opts.proxy};
     corun::http::client http{ex, std::move(client_opts)};
     outcome out{.body_size = opts.body_size};
-    co_await fetch_all(http, opts.url, opts.connections, clock_type::now() + warm_up_time, out.body_size,
-                       out.warm_up);
+    co_await fetch_all(http, opts.url, opts.connections, clock_type::now() + warm_up_time, out, out.warm_up);
     const double cpu0 = thread_cpu_seconds();
     const auto t0 = clock_type::now();
     const auto deadline =
         t0 + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(opts.seconds));
-    co_await fetch_all(http, opts.url, opts.connections, deadline, out.body_size, out.counts);
+    co_await fetch_all(http, opts.url, opts.connections, deadline, out, out.counts);
     out.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
     out.cpu_seconds = thread_cpu_seconds() - cpu0;
     co_return out;
@@ -137,7 +153,10 @@ int report(const http_options& opts, const std::function<long long()>& server_co
         .add("errors", out.counts.errors)
         .add("warm_up_errors", out.warm_up.errors)
         .add("body_size", static_cast<long long>(out.body_size))
-        .add("scheme", tls ? "https" : "http");
+        .add("scheme", tls ? "https" : "http")
+        .add_bool("compressed", opts.compressed)
+        .add("content_encoding", out.content_encoding);
+    if (!opts.proxy.empty()) line.add("proxy", opts.proxy);
     if (tls) line.add("tls_unverified", out.counts.tls_unverified);
     if (server_connections) line.add("server_connections", server_connections());
     line.print();
@@ -199,6 +218,12 @@ std::optional<http_options> parse(const std::vector<std::string>& args) {
         if (a == "--json") continue;
         if (a == "--insecure") {
             opts.insecure = true;
+        } else if (a == "--compressed") {
+            opts.compressed = true;
+        } else if (a == "--no-compressed") {
+            opts.compressed = false;
+        } else if (a == "--proxy" && has_value) {
+            opts.proxy = args[++i];
         } else if (a == "--url" && has_value) {
             opts.url = args[++i];
         } else if (a == "--cacert" && has_value) {
@@ -214,6 +239,13 @@ std::optional<http_options> parse(const std::vector<std::string>& args) {
         }
     }
     if (opts.connections == 0 || !(opts.seconds > 0)) return std::nullopt;
+    // The client holds its strings in place: one too long is a usage error here.
+    try {
+        [[maybe_unused]] const decltype(corun::http::client_options::proxy) proxy{opts.proxy};
+        [[maybe_unused]] const decltype(corun::http::client_options::ca_file) cacert{opts.cacert};
+    } catch (const std::length_error&) {
+        return std::nullopt;
+    }
     return opts;
 }
 
@@ -222,7 +254,8 @@ corun_bench::register_case http_case("http", [](const std::vector<std::string>& 
     if (!opts) {
         std::fprintf(stderr,
                      "usage: corun-bench http [--url URL] [--connections 64] [--duration SECONDS] "
-                     "[--body-size N] [--cacert FILE] [--insecure] --json\n");
+                     "[--body-size N] [--cacert FILE] [--insecure] [--proxy http://HOST:PORT] "
+                     "[--[no-]compressed] --json\n");
         return 2;
     }
     return opts->url.empty() ? self_served(*opts) : report(*opts);
