@@ -563,7 +563,8 @@ private:
     }
 
     std::unique_ptr<detail::decoder> m_decoder;
-    std::string m_raw;
+    static constexpr std::size_t raw_piece = 16 * 1024;
+    std::unique_ptr<char[]> m_raw;
 };
 
 void stream_state::broken(const error_code& ec, std::string_view doing) {
@@ -666,9 +667,11 @@ awaitable<std::size_t> stream_state::read_body(char* data, std::size_t size) {
             conn.give_back(false);
             throw error(error_kind::protocol, head.url, e.what());
         }
-        m_raw.resize(64 * 1024);
-        std::size_t got = co_await read_raw(m_raw.data(), m_raw.size());
-        m_decoder->input(m_raw.data(), got);
+        // Encoded bytes pass through here on their way to the decoder (which
+        // keeps what it has not used): allocated once, never zero-filled.
+        if (!m_raw) m_raw = std::make_unique_for_overwrite<char[]>(raw_piece);
+        std::size_t got = co_await read_raw(m_raw.get(), raw_piece);
+        m_decoder->input(m_raw.get(), got);
     }
 }
 
@@ -688,6 +691,10 @@ awaitable<void> stream_state::read_all(std::string& out, std::size_t limit) {
     }
     // Decoded: the limit applies to what the body decodes to, so a small
     // compressed body that would decode to gigabytes stops at the limit.
+    // Room for a few times the encoded size at once (JSON and text shrink by
+    // 4 to 8), so that a typical body is decoded without growing its string.
+    if (auto known = parser->content_length_remaining(); known && out.capacity() < filled + 8 * *known)
+        out.reserve(std::min<std::uint64_t>(filled + 8 * *known, limit + 1));
     for (;;) {
         if (filled == out.size()) {
             if (filled > limit) {
@@ -696,7 +703,7 @@ awaitable<void> stream_state::read_all(std::string& out, std::size_t limit) {
                     error_kind::too_large, head.url,
                     "the decoded response body exceeds the limit of " + std::to_string(limit) + " bytes");
             }
-            out.resize(std::min(filled + std::max<std::size_t>(filled, 64 * 1024), limit + 1));
+            out.resize(std::min(std::max({filled * 2, std::size_t{64 * 1024}, out.capacity()}), limit + 1));
         }
         std::size_t n = co_await read_body(out.data() + filled, out.size() - filled);
         if (n == 0) break;
