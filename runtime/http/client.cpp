@@ -121,6 +121,26 @@ public:
     /// The fields sent with every request.
     const fields& headers() const noexcept { return m_headers; }
 
+    /// A decoder of `kind`, reused if one is spare: a zlib window and state
+    /// are not allocated per response.
+    std::unique_ptr<detail::decoder> take_decoder(std::string_view kind) {
+        for (auto it = m_spare_decoders.begin(); it != m_spare_decoders.end(); ++it) {
+            if ((*it)->name() != kind) continue;
+            auto d = std::move(*it);
+            m_spare_decoders.erase(it);
+            return d;
+        }
+        return detail::decoder::make(kind);
+    }
+    void give_back_decoder(std::unique_ptr<detail::decoder> d) noexcept {
+        if (m_spare_decoders.size() >= 16) return;
+        try {
+            d->reset();
+            m_spare_decoders.push_back(std::move(d));
+        } catch (...) {
+        }
+    }
+
     awaitable<lease> acquire(const target& t, const proxy_target* proxy, bool fresh);
     void give_back(const std::string& origin, std::unique_ptr<connection> c, bool keep_alive) noexcept;
     void shut_down() noexcept;
@@ -155,6 +175,7 @@ private:
     executor m_ex;
     client_options m_options;
     fields m_headers;
+    std::vector<std::unique_ptr<detail::decoder>> m_spare_decoders;
     std::unordered_map<std::string, host> m_hosts;
     std::size_t m_open = 0;
     std::list<boost::asio::steady_timer*> m_waiters;
@@ -493,6 +514,11 @@ public:
           read_timeout(set.read_timeout),
           stated_timeout(set.timeout),
           decompress(set.decompress) {}
+    stream_state(const stream_state&) = delete;
+    stream_state& operator=(const stream_state&) = delete;
+    ~stream_state() {
+        if (m_decoder) pool->give_back_decoder(std::move(m_decoder));
+    }
 
     /// Reads one response header into `*parser`. A failure is returned, but
     /// a cancellation is thrown. `got_bytes` says whether anything came.
@@ -564,7 +590,6 @@ private:
 
     std::unique_ptr<detail::decoder> m_decoder;
     static constexpr std::size_t raw_piece = 16 * 1024;
-    std::unique_ptr<char[]> m_raw;
 };
 
 void stream_state::broken(const error_code& ec, std::string_view doing) {
@@ -617,9 +642,10 @@ void stream_state::took_header(const std::string& method) {
     for (const auto& f : msg) head.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     head.tls_verified = conn.conn().tls() && conn.conn().verified();
     if (decompress && method != "HEAD" && !p.is_done()) {
-        if (auto encoding = head.header("content-encoding")) {
+        auto encoding = head.header("content-encoding");
+        if (auto kind = encoding ? detail::decoder::kind_of(*encoding) : std::string_view(); !kind.empty()) {
             try {
-                m_decoder = detail::decoder::make(*encoding);
+                m_decoder = pool->take_decoder(kind);
             } catch (const detail::decode_error& e) {
                 conn.give_back(false);
                 throw error(error_kind::protocol, head.url, e.what());
@@ -667,11 +693,8 @@ awaitable<std::size_t> stream_state::read_body(char* data, std::size_t size) {
             conn.give_back(false);
             throw error(error_kind::protocol, head.url, e.what());
         }
-        // Encoded bytes pass through here on their way to the decoder (which
-        // keeps what it has not used): allocated once, never zero-filled.
-        if (!m_raw) m_raw = std::make_unique_for_overwrite<char[]>(raw_piece);
-        std::size_t got = co_await read_raw(m_raw.get(), raw_piece);
-        m_decoder->input(m_raw.get(), got);
+        // Encoded bytes are read straight into the decoder's input.
+        m_decoder->commit(co_await read_raw(m_decoder->input_space(raw_piece), raw_piece));
     }
 }
 
@@ -691,10 +714,16 @@ awaitable<void> stream_state::read_all(std::string& out, std::size_t limit) {
     }
     // Decoded: the limit applies to what the body decodes to, so a small
     // compressed body that would decode to gigabytes stops at the limit.
-    // Room for a few times the encoded size at once (JSON and text shrink by
-    // 4 to 8), so that a typical body is decoded without growing its string.
-    if (auto known = parser->content_length_remaining(); known && out.capacity() < filled + 8 * *known)
-        out.reserve(std::min<std::uint64_t>(filled + 8 * *known, limit + 1));
+    // With its length known (and so within the limit, which the parser
+    // holds the encoded body to), the encoded body is read whole first: a
+    // gzip body then states its decoded size, and the result is allocated
+    // once. Otherwise, room for a few times what has come.
+    if (parser->content_length_remaining()) {
+        while (!parser->is_done())
+            m_decoder->commit(co_await read_raw(m_decoder->input_space(raw_piece), raw_piece));
+        if (std::size_t stated = m_decoder->stated_size(); stated > 0 && stated <= limit)
+            out.reserve(filled + stated + 1);
+    }
     for (;;) {
         if (filled == out.size()) {
             if (filled > limit) {
@@ -703,7 +732,7 @@ awaitable<void> stream_state::read_all(std::string& out, std::size_t limit) {
                     error_kind::too_large, head.url,
                     "the decoded response body exceeds the limit of " + std::to_string(limit) + " bytes");
             }
-            out.resize(std::min(std::max({filled * 2, std::size_t{64 * 1024}, out.capacity()}), limit + 1));
+            out.resize(std::min(std::max({filled * 2, std::size_t{16 * 1024}, out.capacity()}), limit + 1));
         }
         std::size_t n = co_await read_body(out.data() + filled, out.size() - filled);
         if (n == 0) break;

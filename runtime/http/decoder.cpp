@@ -19,6 +19,10 @@ public:
         if (inflateInit2(&m_z, 15 + 32) != Z_OK) throw decode_error("zlib cannot start");
     }
     ~zlib_decoder() override { inflateEnd(&m_z); }
+    void restart() override {
+        m_raw = false;
+        inflateReset2(&m_z, 15 + 32);
+    }
     std::string_view name() const noexcept override { return m_gzip ? "gzip" : "deflate"; }
 
 protected:
@@ -63,6 +67,12 @@ public:
         if (!m_state) throw decode_error("brotli cannot start");
     }
     ~brotli_decoder() override { BrotliDecoderDestroyInstance(m_state); }
+    void restart() override {
+        auto* fresh = BrotliDecoderCreateInstance(nullptr, nullptr, nullptr);
+        if (!fresh) throw decode_error("brotli cannot start");
+        BrotliDecoderDestroyInstance(m_state);
+        m_state = fresh;
+    }
     std::string_view name() const noexcept override { return "br"; }
 
 protected:
@@ -86,24 +96,46 @@ private:
 
 }  // namespace
 
-std::unique_ptr<decoder> decoder::make(std::string_view encoding) {
+std::string_view decoder::kind_of(std::string_view encoding) noexcept {
     using boost::beast::iequals;
     while (!encoding.empty() && (encoding.back() == ' ' || encoding.back() == '\t'))
         encoding.remove_suffix(1);
     while (!encoding.empty() && (encoding.front() == ' ' || encoding.front() == '\t'))
         encoding.remove_prefix(1);
-    if (iequals(encoding, "gzip") || iequals(encoding, "x-gzip")) return std::make_unique<zlib_decoder>(true);
-    if (iequals(encoding, "deflate")) return std::make_unique<zlib_decoder>(false);
-    if (iequals(encoding, "br")) return std::make_unique<brotli_decoder>();
-    return nullptr;
+    if (iequals(encoding, "gzip") || iequals(encoding, "x-gzip")) return "gzip";
+    if (iequals(encoding, "deflate")) return "deflate";
+    if (iequals(encoding, "br")) return "br";
+    return {};
 }
 
-void decoder::input(const char* data, std::size_t size) {
-    if (m_used == m_pending.size()) {
-        m_pending.clear();
-        m_used = 0;
-    }
-    m_pending.append(data, size);
+std::unique_ptr<decoder> decoder::make(std::string_view kind) {
+    if (kind == "br") return std::make_unique<brotli_decoder>();
+    return std::make_unique<zlib_decoder>(kind == "gzip");
+}
+
+void decoder::reset() {
+    restart();
+    m_ended = false;
+    m_used = m_filled = 0;
+    // A large body's input is not kept for the next one.
+    if (m_pending.capacity() > (std::size_t{1} << 20)) std::string().swap(m_pending);
+}
+
+char* decoder::input_space(std::size_t size) {
+    if (m_used == m_filled) m_used = m_filled = 0;
+    if (m_pending.size() < m_filled + size) m_pending.resize(m_filled + size);
+    return m_pending.data() + m_filled;
+}
+
+void decoder::commit(std::size_t size) {
+    m_filled += size;
+}
+
+std::size_t decoder::stated_size() const noexcept {
+    if (name() != "gzip" || m_filled - m_used < 18) return 0;
+    const auto* end = reinterpret_cast<const unsigned char*>(m_pending.data() + m_filled);
+    return std::size_t{end[-4]} | std::size_t{end[-3]} << 8 | std::size_t{end[-2]} << 16 |
+           std::size_t{end[-1]} << 24;
 }
 
 std::size_t decoder::output(char* out, std::size_t size) {
@@ -112,12 +144,12 @@ std::size_t decoder::output(char* out, std::size_t size) {
     while (total < size && !m_ended) {
         const char* begin = m_pending.data() + m_used;
         const char* in = begin;
-        std::size_t n = step(in, m_pending.data() + m_pending.size(), out + total, size - total);
+        std::size_t n = step(in, m_pending.data() + m_filled, out + total, size - total);
         m_used += static_cast<std::size_t>(in - begin);
         total += n;
         if (n == 0 && in == begin) {
             // No progress: more input is needed (once: a restart was made).
-            if (stalled || m_used == m_pending.size()) break;
+            if (stalled || m_used == m_filled) break;
             stalled = true;
         } else {
             stalled = false;

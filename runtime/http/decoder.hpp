@@ -18,13 +18,26 @@ struct decode_error : std::runtime_error {
 
 class decoder {
 public:
-    /// A decoder for a `Content-Encoding` value, or nullptr for identity and
-    /// for encodings not handled (the body is then returned as it came).
-    static std::unique_ptr<decoder> make(std::string_view content_encoding);
+    /// The name of the decoder a `Content-Encoding` value needs ("gzip",
+    /// "deflate", "br"), or empty for identity and for encodings not handled
+    /// (the body is then returned as it came).
+    static std::string_view kind_of(std::string_view content_encoding) noexcept;
+    /// A decoder of that kind (not empty).
+    static std::unique_ptr<decoder> make(std::string_view kind);
     virtual ~decoder() = default;
 
-    /// Adds encoded bytes; they are decoded by `output` calls.
-    void input(const char* data, std::size_t size);
+    /// Ready for another body, keeping what it has allocated: a decoder is
+    /// reused from one response to the next, so a body costs no allocation
+    /// of a window, state or input buffer.
+    void reset();
+
+    /// Room for `size` encoded bytes at the end of the input (read into it,
+    /// then `commit` what was read): no copy on the way in.
+    char* input_space(std::size_t size);
+    void commit(std::size_t size);
+    /// A gzip stream's own statement of its decoded size (its trailer, mod
+    /// 2^32), when all of it has been given: a hint, never trusted as a limit.
+    std::size_t stated_size() const noexcept;
     /// Decodes into `out`, at most `size` bytes; 0 when all input given so far
     /// is used up (or the stream has ended). Throws `decode_error`.
     std::size_t output(char* out, std::size_t size);
@@ -37,11 +50,13 @@ protected:
     /// Decodes from [*in, in_end) into [out, out + size); advances *in.
     /// Returns bytes written; sets `m_ended` at the end of the stream.
     virtual std::size_t step(const char*& in, const char* in_end, char* out, std::size_t size) = 0;
+    virtual void restart() = 0;
     bool m_ended = false;
 
 private:
     std::string m_pending;
     std::size_t m_used = 0;
+    std::size_t m_filled = 0;  ///< of m_pending: what was committed
 };
 
 }  // namespace corun::http::detail
