@@ -721,6 +721,8 @@ awaitable<void> stream_state::read_all(std::string& out, std::size_t limit) {
     if (parser->content_length_remaining()) {
         while (!parser->is_done())
             m_decoder->commit(co_await read_raw(m_decoder->input_space(raw_piece), raw_piece));
+        out.resize(filled);
+        if (filled <= limit && m_decoder->decode_whole(out, limit - filled)) co_return;
         if (std::size_t stated = m_decoder->stated_size(); stated > 0 && stated <= limit)
             out.reserve(filled + stated + 1);
     }

@@ -1,5 +1,6 @@
 #include "decoder.hpp"
 
+#include <libdeflate.h>
 #include <zlib.h>
 
 #include <brotli/decode.h>
@@ -18,7 +19,29 @@ public:
         // 15 + 32: a window of 32 KiB, and the zlib or gzip header detected.
         if (inflateInit2(&m_z, 15 + 32) != Z_OK) throw decode_error("zlib cannot start");
     }
-    ~zlib_decoder() override { inflateEnd(&m_z); }
+    ~zlib_decoder() override {
+        inflateEnd(&m_z);
+        libdeflate_free_decompressor(m_whole);
+    }
+    /// libdeflate decodes a whole gzip body two to three times as fast as
+    /// zlib's inflate, checking its CRC as zlib does.
+    bool decode_whole(std::string& out, std::size_t limit) override {
+        std::size_t stated = stated_size();
+        if (!m_gzip || stated == 0 || stated > limit || m_z.total_in != 0) return false;
+        if (!m_whole && !(m_whole = libdeflate_alloc_decompressor())) return false;
+        const std::size_t at = out.size(), given = m_filled - m_used;
+        out.resize(at + stated);
+        std::size_t used = 0, made = 0;
+        auto rc = libdeflate_gzip_decompress_ex(m_whole, m_pending.data() + m_used, given, out.data() + at,
+                                                stated, &used, &made);
+        if (rc != LIBDEFLATE_SUCCESS || used != given || made != stated) {
+            out.resize(at);  // several members, or what zlib will name: step by step
+            return false;
+        }
+        m_used = m_filled;
+        m_ended = true;
+        return true;
+    }
     void restart() override {
         m_raw = false;
         inflateReset2(&m_z, 15 + 32);
@@ -57,6 +80,7 @@ protected:
 
 private:
     z_stream m_z{};
+    libdeflate_decompressor* m_whole = nullptr;
     bool m_gzip;
     bool m_raw = false;
 };

@@ -41,6 +41,12 @@ public:
     /// Decodes into `out`, at most `size` bytes; 0 when all input given so far
     /// is used up (or the stream has ended). Throws `decode_error`.
     std::size_t output(char* out, std::size_t size);
+    /// With all of the body given: decodes it in one go, appended to `out`,
+    /// if that can be done faster than step by step (a gzip body, through
+    /// libdeflate, sized by its trailer) and its decoded size is within
+    /// `limit`; then true, and the stream has ended. False changes nothing:
+    /// decode with `output` as usual (which reports what went wrong).
+    virtual bool decode_whole(std::string& out, std::size_t limit) { return (void)out, (void)limit, false; }
     /// The encoded body has ended: throws `decode_error` if the stream had not.
     void finish() const;
     /// The name of the encoding, for messages.
@@ -52,8 +58,6 @@ protected:
     virtual std::size_t step(const char*& in, const char* in_end, char* out, std::size_t size) = 0;
     virtual void restart() = 0;
     bool m_ended = false;
-
-private:
     std::string m_pending;
     std::size_t m_used = 0;
     std::size_t m_filled = 0;  ///< of m_pending: what was committed
