@@ -31,10 +31,6 @@ namespace {
 
 constexpr std::size_t MiB = std::size_t{1} << 20;
 
-std::string kind_name(const http::error& e) {
-    return std::string(http::to_string(e.kind()));
-}
-
 long ms_since(steady::time_point start) {
     return static_cast<long>(
         std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start).count());
@@ -445,7 +441,7 @@ TEST_CASE("review: Expect: 100-continue answered 103 Early Hints first still sen
     auto start = steady::now();
     http::response r = block_on_within(15s, [&]() -> awaitable<http::response> {
         corun::executor ex = co_await corun::this_executor();
-        http::client_options options{.timeout = 6s};
+        http::client_options options{.timeout = 4s};
         http::client client{ex, options};
         std::string method = "POST", url = server.url("/e"), body(5000, 'b');
         http::fields expect{{"Expect", "100-continue"}};
