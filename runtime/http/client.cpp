@@ -795,8 +795,9 @@ void check_request(request_spec& spec, const fields& defaults, const std::string
 ///
 /// Through a proxy (plain http only: https goes through a tunnel), the target
 /// is in absolute form and the proxy's credentials go along (RFC 9112 §3.2.2).
+/// `tunnelled`: the request goes to the origin through a proxy's tunnel.
 std::string serialize_request(const request_spec& spec, const target& t, const fields& defaults,
-                              std::string_view user_agent, const proxy_target* proxy) {
+                              std::string_view user_agent, const proxy_target* proxy, bool tunnelled) {
     std::string out;
     out.reserve(256 + t.path.size() + spec.body.size());
     auto field = [&](std::string_view name, std::string_view value) {
@@ -817,6 +818,11 @@ std::string serialize_request(const request_spec& spec, const target& t, const f
     out.append(t.path).append(" HTTP/1.1\r\n");
     if (proxy && !proxy->authorization.empty() && !has("proxy-authorization"))
         field("Proxy-Authorization", proxy->authorization);
+    // Through a tunnel the origin reads every field: a Proxy-Authorization
+    // there would hand the proxy's credentials to it.
+    auto for_origin = [&](std::string_view name) {
+        return !(tunnelled && iequals(name, "proxy-authorization"));
+    };
     if (!has("host")) field("Host", t.host_header);
     if (!has("user-agent")) field("User-Agent", user_agent);
     if (spec.set.decompress && !has("accept-encoding")) field("Accept-Encoding", "gzip, deflate, br");
@@ -828,8 +834,9 @@ std::string serialize_request(const request_spec& spec, const target& t, const f
         }
     }
     for (const auto& [name, value] : defaults)
-        if (default_sent(name)) field(name, value);
-    for (const auto& [name, value] : spec.headers) field(name, value);
+        if (default_sent(name) && for_origin(name)) field(name, value);
+    for (const auto& [name, value] : spec.headers)
+        if (for_origin(name)) field(name, value);
     if (spec.piecewise) {
         if (auto length = spec.piecewise->length()) {
             field("Content-Length", std::to_string(*length));
@@ -893,8 +900,11 @@ awaitable<std::unique_ptr<stream_state>> request_runner::run() {
         auto location = st->head.header("location");
         int status = st->head.status;
         if (max_redirects <= 0 || !is_redirect(status) || !location) co_return st;
-        // A 307 or 308 resends the body, which an upload cannot do twice.
-        if (m_spec.piecewise && (status == 307 || status == 308)) co_return st;
+        const bool as_get = (status == 303 && m_spec.method != "HEAD") ||
+                            ((status == 301 || status == 302) && m_spec.method == "POST");
+        // A redirect that keeps the method resends the body, which an
+        // upload cannot do twice: the 3xx is the answer.
+        if (m_spec.piecewise && !as_get) co_return st;
         std::string next = detail::resolve_location(m_url, *location);
         co_await st->discard_body();
         if (hops == max_redirects)
@@ -902,8 +912,7 @@ awaitable<std::unique_ptr<stream_state>> request_runner::run() {
                 error_kind::redirects, m_url,
                 "more than " + std::to_string(max_redirects) + " redirects (the next was " + next + ")");
         seen.insert(m_spec.method + ' ' + m_url);
-        if ((status == 303 && m_spec.method != "HEAD") ||
-            ((status == 301 || status == 302) && m_spec.method == "POST")) {
+        if (as_get) {
             m_spec.method = "GET";
             m_spec.body.clear();
             m_spec.piecewise.reset();
@@ -1001,7 +1010,7 @@ awaitable<std::unique_ptr<stream_state>> request_runner::exchange(lease l, const
     connection& c = st->conn.conn();
 
     std::string req = serialize_request(m_spec, t, m_pool->headers(), o.user_agent,
-                                        m_proxy && !t.tls ? &*m_proxy : nullptr);
+                                        m_proxy && !t.tls ? &*m_proxy : nullptr, m_proxy && t.tls);
     bool has_body = m_spec.piecewise || !m_spec.body.empty();
     // With `Expect: 100-continue` the head goes alone, and the body only
     // after a 100, or after a second without an answer (RFC 9110 §10.1.1).
@@ -1030,6 +1039,7 @@ awaitable<std::unique_ptr<stream_state>> request_runner::exchange(lease l, const
     if (wec == boost::asio::error::operation_aborted) st->broken(wec, "sending the request");
     if (wec) st->close_after = true;
 
+    const auto expect_until = clock::now() + std::chrono::seconds(1);
     // 1xx responses (100 Continue, 103 Early Hints …) are interim: skipped,
     // and the final response read after them (RFC 9110 §15.2).
     for (bool interim_seen = false;; interim_seen = true) {
@@ -1044,12 +1054,19 @@ awaitable<std::unique_ptr<stream_state>> request_runner::exchange(lease l, const
         if (m_spec.method == "HEAD") p.skip(true);
         bool got_bytes = false;
         error_code rec;
-        if (body_pending && !interim_seen) {
-            bool answered = true;
-            try {
-                rec = co_await with_timeout(std::chrono::seconds(1), st->read_header(got_bytes));
-            } catch (const timeout_error&) {
-                answered = false;
+        if (body_pending) {
+            // One second in all for the 100 (an interim 103 does not restart
+            // it), a wait bounded by itself: no read timeout inside it.
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(expect_until - clock::now());
+            bool answered = false;
+            if (left.count() > 0) {
+                auto read_timeout = std::exchange(st->read_timeout, std::chrono::milliseconds(0));
+                try {
+                    rec = co_await with_timeout(left, st->read_header(got_bytes));
+                    answered = true;
+                } catch (const timeout_error&) {
+                }
+                st->read_timeout = read_timeout;
             }
             if (!answered) {
                 // No answer to the Expect: the body goes anyway.

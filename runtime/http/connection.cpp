@@ -191,6 +191,7 @@ awaitable<void> attempt(std::shared_ptr<race> r, std::size_t i, tcp::endpoint ep
 }  // namespace
 
 awaitable<tcp::socket> connect_any(const std::vector<tcp::endpoint>& endpoints) {
+    if (endpoints.empty()) throw boost::system::system_error(boost::asio::error::host_not_found);
     executor ex = co_await this_executor();
     auto r = std::make_shared<race>(ex);
     // However the race ends, the attempts still running are stopped.
@@ -274,6 +275,12 @@ awaitable<void> connection::open(const target& t, const std::vector<tcp::endpoin
 bool connection::looks_alive() noexcept {
     if (!socket().is_open()) return false;
     if (buffer.size() != 0) return false;
+    // Over TLS, bytes that came while idle may already have left the socket
+    // for OpenSSL's buffers, as a record read with the last response.
+    if (m_tls) {
+        SSL* ssl = m_tls->native_handle();
+        if (SSL_pending(ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0) return false;
+    }
     char byte;
     ssize_t n = ::recv(socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);

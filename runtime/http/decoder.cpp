@@ -43,31 +43,49 @@ public:
         return true;
     }
     void restart() override {
-        m_raw = false;
+        m_format_known = m_gzip;
+        m_between_members = false;
         inflateReset2(&m_z, 15 + 32);
     }
     std::string_view name() const noexcept override { return m_gzip ? "gzip" : "deflate"; }
 
 protected:
     std::size_t step(const char*& in, const char* in_end, char* out, std::size_t size) override {
+        auto byte = [&](std::ptrdiff_t i) { return static_cast<unsigned char>(in[i]); };
+        if (!m_format_known) {
+            // "deflate" is the zlib format, but some servers send it raw:
+            // told apart by the zlib header's two bytes, once both are here.
+            if (in_end - in < 2) return 0;
+            bool zlib_header = (byte(0) & 0x0f) == 8 && (byte(0) * 256 + byte(1)) % 31 == 0;
+            if (!zlib_header && inflateReset2(&m_z, -15) != Z_OK) throw decode_error("zlib cannot restart");
+            m_format_known = true;
+        }
+        if (m_between_members) {
+            // After a gzip member: another member, or the end (anything else
+            // after it is ignored, as gzip(1) and browsers do).
+            if (in_end - in < 2) {
+                if (in_end - in == 1 && byte(0) != 0x1f) m_ended = true;
+                return 0;
+            }
+            if (byte(0) != 0x1f || byte(1) != 0x8b) {
+                m_ended = true;
+                return 0;
+            }
+            inflateReset(&m_z);
+            m_between_members = false;
+        }
         m_z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in));
         m_z.avail_in = static_cast<uInt>(std::min<std::size_t>(in_end - in, UINT32_MAX));
         m_z.next_out = reinterpret_cast<Bytef*>(out);
         m_z.avail_out = static_cast<uInt>(std::min<std::size_t>(size, UINT32_MAX));
         int rc = inflate(&m_z, Z_NO_FLUSH);
-        if (rc == Z_DATA_ERROR && !m_gzip && !m_raw && m_z.total_out == 0 && m_z.total_in <= 2) {
-            // Not a zlib header: raw deflate, from its first byte again.
-            m_raw = true;
-            if (inflateReset2(&m_z, -15) != Z_OK) throw decode_error("zlib cannot restart");
-            return 0;
-        }
         std::size_t written = size - m_z.avail_out;
         in = reinterpret_cast<const char*>(m_z.next_in);
         if (rc == Z_STREAM_END) {
-            // A gzip body may hold several members, one after another.
-            if (m_gzip && in_end - in >= 2 && static_cast<unsigned char>(in[0]) == 0x1f &&
-                static_cast<unsigned char>(in[1]) == 0x8b) {
-                inflateReset(&m_z);
+            // A gzip body may hold several members, one after another, and
+            // the next may come in a later read.
+            if (m_gzip) {
+                m_between_members = true;
             } else {
                 m_ended = true;
             }
@@ -77,12 +95,14 @@ protected:
         }
         return written;
     }
+    bool complete() const noexcept override { return m_ended || m_between_members; }
 
 private:
     z_stream m_z{};
     libdeflate_decompressor* m_whole = nullptr;
     bool m_gzip;
-    bool m_raw = false;
+    bool m_format_known = m_gzip;  ///< for deflate: zlib-wrapped or raw, decided
+    bool m_between_members = false;
 };
 
 class brotli_decoder final : public decoder {
@@ -146,7 +166,9 @@ void decoder::reset() {
 }
 
 char* decoder::input_space(std::size_t size) {
-    if (m_used == m_filled) m_used = m_filled = 0;
+    // Consumed input is dropped, and so is any after the end of the stream:
+    // the input never grows beyond what is still to decode.
+    if (m_used == m_filled || m_ended) m_used = m_filled = 0;
     if (m_pending.size() < m_filled + size) m_pending.resize(m_filled + size);
     return m_pending.data() + m_filled;
 }
@@ -156,10 +178,14 @@ void decoder::commit(std::size_t size) {
 }
 
 std::size_t decoder::stated_size() const noexcept {
-    if (name() != "gzip" || m_filled - m_used < 18) return 0;
+    const std::size_t given = m_filled - m_used;
+    if (name() != "gzip" || given < 18) return 0;
     const auto* end = reinterpret_cast<const unsigned char*>(m_pending.data() + m_filled);
-    return std::size_t{end[-4]} | std::size_t{end[-3]} << 8 | std::size_t{end[-2]} << 16 |
-           std::size_t{end[-1]} << 24;
+    std::size_t stated = std::size_t{end[-4]} | std::size_t{end[-3]} << 8 | std::size_t{end[-2]} << 16 |
+                         std::size_t{end[-1]} << 24;
+    // deflate cannot shrink more than 1032 to 1: a trailer claiming more is
+    // not believed, nor allocated for.
+    return stated / 1032 > given ? 0 : stated;
 }
 
 std::size_t decoder::output(char* out, std::size_t size) {
@@ -183,7 +209,7 @@ std::size_t decoder::output(char* out, std::size_t size) {
 }
 
 void decoder::finish() const {
-    if (!m_ended) throw decode_error("the " + std::string(name()) + " body is cut short");
+    if (!complete()) throw decode_error("the " + std::string(name()) + " body is cut short");
 }
 
 }  // namespace corun::http::detail

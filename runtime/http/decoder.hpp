@@ -57,6 +57,8 @@ protected:
     /// Returns bytes written; sets `m_ended` at the end of the stream.
     virtual std::size_t step(const char*& in, const char* in_end, char* out, std::size_t size) = 0;
     virtual void restart() = 0;
+    /// The stream may end here (for gzip: between members too).
+    virtual bool complete() const noexcept { return m_ended; }
     bool m_ended = false;
     std::string m_pending;
     std::size_t m_used = 0;
