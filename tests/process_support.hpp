@@ -2,6 +2,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -53,8 +54,14 @@ inline std::vector<int> processes_with(const std::string& token) {
     while (dirent* e = readdir(d)) {
         const int pid = std::atoi(e->d_name);
         if (pid <= 0 || pid == getpid()) continue;
-        std::ifstream in(std::string("/proc/") + e->d_name + "/cmdline");
-        std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        // Read with plain read(2): a process that exits meanwhile makes the
+        // read fail (ESRCH), which a std::ifstream would throw from.
+        std::string cmdline;
+        int fd = ::open((std::string("/proc/") + e->d_name + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        char buf[4096];
+        for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) cmdline.append(buf, static_cast<std::size_t>(n));
+        ::close(fd);
         if (cmdline.find(token) != std::string::npos && alive(pid)) out.push_back(pid);
     }
     closedir(d);
