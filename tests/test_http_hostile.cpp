@@ -186,6 +186,30 @@ awaitable<http::response> fetch_via(bool streamed, http::client_options options,
     co_return co_await client.get(std::move(url), no_fields, per_request);
 }
 
+/// A GET (or a streamed one) of `url` fails with kind too_large while the
+/// server has sent under 50 MiB (`sent`), memory growing under 100 MiB.
+void fails_too_large_bounded(const std::string& url, bool streamed, const std::atomic<std::size_t>& sent) {
+    std::optional<http::error> failure;
+    long growth = peak_rss_growth_mib([&] {
+        failure.emplace(thrown_within<http::error>(15s, fetch_via(streamed, {.timeout = 10s}, url)));
+    });
+    const std::size_t sent_then = sent;
+    REQUIRE(failure);
+    INFO(failure->what());
+    CHECK(kind_name(*failure) == "too_large");
+    CHECK(sent_then < 50 * MiB);
+    CHECK(growth < 100);
+}
+
+/// The bodies of two GETs of `url`, one after the other on one client.
+awaitable<std::pair<std::string, std::string>> two_bodies(std::string url) {
+    corun::executor ex = co_await corun::this_executor();
+    http::client client{ex, {.timeout = 5s}};
+    http::response a = co_await client.get(url);
+    http::response b = co_await client.get(url);
+    co_return std::pair{a.body, b.body};
+}
+
 // ---- uploads ----
 
 struct piece_list {
@@ -325,16 +349,7 @@ TEST_CASE("an endless chunk-size line fails with kind too_large at once, memory 
                   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=", std::string(64 * 1024, 'x'),
                   sent);
     });
-    const std::string url = server.url("/endless-chunk-line");
-    std::optional<http::error> failure;
-    long growth = peak_rss_growth_mib([&] {
-        failure.emplace(thrown_within<http::error>(15s, fetch_via(streamed, {.timeout = 10s}, url)));
-    });
-    const std::size_t sent_then = sent;
-    INFO(failure->what());
-    CHECK(kind_name(*failure) == "too_large");
-    CHECK(sent_then < 50 * MiB);
-    CHECK(growth < 100);
+    fails_too_large_bounded(server.url("/endless-chunk-line"), streamed, sent);
 }
 
 TEST_CASE("an endless trailer section fails with kind too_large at once, memory bounded", "[http_hostile]") {
@@ -356,16 +371,7 @@ TEST_CASE("an endless trailer section fails with kind too_large at once, memory 
                   std::string(one_field ? "X-Trailer: " : ""),
               piece, sent);
     });
-    const std::string url = server.url("/endless-trailer");
-    std::optional<http::error> failure;
-    long growth = peak_rss_growth_mib([&] {
-        failure.emplace(thrown_within<http::error>(15s, fetch_via(streamed, {.timeout = 10s}, url)));
-    });
-    const std::size_t sent_then = sent;
-    INFO(failure->what());
-    CHECK(kind_name(*failure) == "too_large");
-    CHECK(sent_then < 50 * MiB);
-    CHECK(growth < 100);
+    fails_too_large_bounded(server.url("/endless-trailer"), streamed, sent);
 }
 
 TEST_CASE("an endless response header fails with kind too_large at once, memory bounded", "[http_hostile]") {
@@ -385,15 +391,7 @@ TEST_CASE("an endless response header fails with kind too_large at once, memory 
     raw_server server([&](conn& c) {
         if (c.read_request()) flood(c, head, piece, sent);
     });
-    const std::string url = server.url("/endless-header");
-    std::optional<http::error> failure;
-    long growth = peak_rss_growth_mib(
-        [&] { failure.emplace(thrown_within<http::error>(15s, get_once({.timeout = 10s}, url))); });
-    const std::size_t sent_then = sent;
-    INFO(failure->what());
-    CHECK(kind_name(*failure) == "too_large");
-    CHECK(sent_then < 50 * MiB);
-    CHECK(growth < 100);
+    fails_too_large_bounded(server.url("/endless-header"), false, sent);
 }
 
 namespace {
@@ -1108,14 +1106,7 @@ TEST_CASE("a status line without a reason phrase is accepted", "[http_hostile]")
         CHECK(r.body == "ok");
     }
     // And the connection stays usable.
-    auto [first, second] =
-        block_on_within(10s, [](std::string u) -> awaitable<std::pair<std::string, std::string>> {
-            corun::executor ex = co_await corun::this_executor();
-            http::client client{ex, {.timeout = 5s}};
-            http::response a = co_await client.get(u);
-            http::response b = co_await client.get(u);
-            co_return std::pair{a.body, b.body};
-        }(url));
+    auto [first, second] = block_on_within(10s, two_bodies(url));
     CHECK(first == "ok");
     CHECK(second == "ok");
     CHECK(server.connections_accepted() == 3);
@@ -1142,14 +1133,7 @@ TEST_CASE("a header with bare LF line endings is accepted, alone or mixed with C
         CHECK(r.header("x-kind") == "bare");
     }
     // Two on one connection: the first left nothing behind.
-    auto [first, second] =
-        block_on_within(10s, [](std::string u) -> awaitable<std::pair<std::string, std::string>> {
-            corun::executor ex = co_await corun::this_executor();
-            http::client client{ex, {.timeout = 5s}};
-            http::response a = co_await client.get(u);
-            http::response b = co_await client.get(u);
-            co_return std::pair{a.body, b.body};
-        }(url));
+    auto [first, second] = block_on_within(10s, two_bodies(url));
     CHECK(first == "ok");
     CHECK(second == "ok");
     CHECK(server.connections_accepted() == 3);
@@ -1473,24 +1457,6 @@ std::string chunk(std::string_view piece) {
     return size + std::string(piece) + "\r\n";
 }
 
-awaitable<http::response> get_or_stream(bool streamed, http::client_options options, std::string url,
-                                        http::request_options per_request = {}) {
-    corun::executor ex = co_await corun::this_executor();
-    http::client client{ex, options};
-    http::fields no_fields;
-    if (!streamed) co_return co_await client.get(std::move(url), no_fields, per_request);
-    std::string method = "GET", no_body;
-    http::streamed_response st =
-        co_await client.stream(method, std::move(url), no_body, no_fields, per_request);
-    http::response r = st.head();
-    for (;;) {
-        std::string piece = co_await st.read_chunk();
-        if (piece.empty()) break;
-        r.body += piece;
-    }
-    co_return r;
-}
-
 }  // namespace
 
 // A gzip body of two members, the second arriving in a later read: both are
@@ -1519,7 +1485,7 @@ TEST_CASE("a second gzip member arriving in a later read is decoded, not dropped
         c.wait_for_close();
     });
     const std::string url = streamed ? server.url("/two") : chunked.url("/two");
-    http::response r = block_on_within(10s, get_or_stream(streamed, {.timeout = 5s}, url));
+    http::response r = block_on_within(10s, fetch_via(streamed, {.timeout = 5s}, url));
     CHECK(r.status == 200);
     CHECK(r.body.size() == a.size() + b.size());
     CHECK((r.body == a + b));
@@ -1545,7 +1511,7 @@ TEST_CASE("a raw deflate body arriving a byte at a time is decoded", "[http_host
         c.send(by_length ? raw.substr(4) : chunk(raw.substr(4)) + "0\r\n\r\n");
         c.wait_for_close();
     });
-    http::response r = block_on_within(10s, get_or_stream(streamed, {.timeout = 5s}, server.url("/raw")));
+    http::response r = block_on_within(10s, fetch_via(streamed, {.timeout = 5s}, server.url("/raw")));
     CHECK(r.status == 200);
     CHECK((r.body == data));
 }
@@ -1567,7 +1533,7 @@ TEST_CASE("endless bytes after a gzip body's end do not pile up in stream's memo
     std::optional<std::string> outcome;
     long growth = peak_rss_growth_mib([&] {
         try {
-            http::response r = block_on_within(20s, get_or_stream(true, {.timeout = 4s}, server.url("/g")));
+            http::response r = block_on_within(20s, fetch_via(true, {.timeout = 4s}, server.url("/g")));
             outcome = "body of " + std::to_string(r.body.size());
         } catch (const http::error& e) {
             outcome = e.what();
