@@ -13,6 +13,11 @@ inline std::string cert_path(const std::string& name) {
     return std::string(CORUN_TEST_CERT_DIR) + "/" + name;
 }
 
+/// The name of an HTTP error's kind ("timeout" …), for checks that print it.
+inline std::string kind_name(const corun::http::error& e) {
+    return std::string(corun::http::to_string(e.kind()));
+}
+
 inline bool contains(const std::string& haystack, const std::string& needle) {
     return haystack.find(needle) != std::string::npos;
 }

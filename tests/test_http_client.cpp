@@ -77,10 +77,6 @@ std::uint16_t unused_port() {
     return ntohs(addr.sin_port);
 }
 
-std::string kind_name(const http::error& e) {
-    return std::string(http::to_string(e.kind()));
-}
-
 std::string bytes_path(std::size_t n, std::uint64_t seed) {
     return "/bytes/" + std::to_string(n) + "?seed=" + std::to_string(seed);
 }

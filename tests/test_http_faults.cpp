@@ -27,10 +27,6 @@ namespace http = corun::http;
 
 namespace {
 
-std::string kind_name(const http::error& e) {
-    return std::string(http::to_string(e.kind()));
-}
-
 /// What a streamed GET delivered before it failed, and how it failed.
 struct partial_read {
     std::string delivered;

@@ -50,10 +50,6 @@ namespace {
 
 constexpr std::size_t MiB = std::size_t{1} << 20;
 
-std::string kind_name(const http::error& e) {
-    return std::string(http::to_string(e.kind()));
-}
-
 std::string pattern(std::size_t n) {
     std::string s(n, '\0');
     for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + i % 26);

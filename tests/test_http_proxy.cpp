@@ -51,10 +51,6 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-std::string kind_name(const http::error& e) {
-    return std::string(http::to_string(e.kind()));
-}
-
 /// A target as parse_target makes it, for a GET of /get.
 detail::target make_target(bool tls, const std::string& host, std::uint16_t port) {
     detail::target t;

@@ -25,10 +25,6 @@ std::string lower(std::string s) {
     return s;
 }
 
-std::string kind_name(const http::error& e) {
-    return std::string(http::to_string(e.kind()));
-}
-
 /// What the error says after naming its URL: "<kind> error for <url>: <detail>".
 std::string detail_of(const http::error& e) {
     std::string what = e.what();
