@@ -118,6 +118,10 @@ public:
 
     const executor& get_executor() const noexcept { return m_ex; }
     const client_options& options() const noexcept { return m_options; }
+    /// The proxy for a request to `t`, its URL parsed once per client.
+    std::optional<proxy_target> proxy_for(const target& t) {
+        return detail::choose_proxy(m_options.proxy.view(), m_options.trust_env, t, &m_proxies);
+    }
     /// The fields sent with every request.
     const fields& headers() const noexcept { return m_headers; }
 
@@ -175,6 +179,7 @@ private:
     executor m_ex;
     client_options m_options;
     fields m_headers;
+    detail::proxy_cache m_proxies;
     std::vector<std::unique_ptr<detail::decoder>> m_spare_decoders;
     std::unordered_map<std::string, host> m_hosts;
     std::size_t m_open = 0;
@@ -269,7 +274,6 @@ awaitable<lease> client_state::acquire(const target& t, const proxy_target* prox
 }
 
 awaitable<void> client_state::open(connection& c, const target& t, const proxy_target* proxy) {
-    auto self = shared_from_this();
     // The name resolved is the proxy's when there is one (the proxy resolves
     // the origin's).
     target peer;
@@ -466,6 +470,11 @@ bool closed_before_answering(const error_code& ec) {
            ec == boost::asio::error::broken_pipe;
 }
 
+/// The request's timeout ran out while it was busy, not waiting.
+error deadline_passed(const std::string& url, std::chrono::milliseconds stated) {
+    return error(error_kind::timeout, url, "no complete response within the timeout of " + in_ms(stated));
+}
+
 /// Where the header that starts `s` ends (after its empty line), looking from
 /// `from`; npos while it is incomplete. A bare LF ends a line too.
 std::size_t header_end(std::string_view s, std::size_t from) {
@@ -547,8 +556,7 @@ public:
     void check_deadline() {
         if (clock::now() < deadline) return;
         conn.give_back(false);
-        throw error(error_kind::timeout, head.url,
-                    "no complete response within the timeout of " + in_ms(stated_timeout));
+        throw deadline_passed(head.url, stated_timeout);
     }
 
     std::shared_ptr<client_state> pool;
@@ -955,8 +963,7 @@ awaitable<std::unique_ptr<stream_state>> request_runner::run() {
 
 awaitable<std::unique_ptr<stream_state>> request_runner::send(const target& t) {
     for (int attempt = 0;; ++attempt) {
-        const auto& o = m_pool->options();
-        m_proxy = detail::choose_proxy(o.proxy.view(), o.trust_env, t);
+        m_proxy = m_pool->proxy_for(t);
         lease l = co_await m_pool->acquire(t, m_proxy ? &*m_proxy : nullptr, attempt > 0);
         bool reused = l.reused();
         bool stale = false;
@@ -976,7 +983,7 @@ awaitable<error_code> request_runner::send_pieces(connection& c, const target& t
     const auto length = m_spec.piecewise->length();
     std::uint64_t sent = 0;
     for (;;) {
-        if (clock::now() >= m_deadline) co_return boost::asio::error::timed_out;
+        if (clock::now() >= m_deadline) throw deadline_passed(t.url, m_spec.set.timeout);
         std::string piece = co_await m_spec.piecewise->next()();
         if (length && sent + piece.size() > *length)
             throw error(error_kind::request, t.url,
@@ -1162,19 +1169,6 @@ upload upload::file(const std::string& path) {
 }
 
 std::string with_query(std::string url, const fields& params) {
-    auto encode = [](std::string_view s, std::string& out) {
-        static constexpr char hex[] = "0123456789ABCDEF";
-        for (char ch : s) {
-            auto b = static_cast<unsigned char>(ch);
-            if (std::isalnum(b) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
-                out += ch;
-            } else {
-                out += '%';
-                out += hex[b >> 4];
-                out += hex[b & 15];
-            }
-        }
-    };
     if (params.empty()) return url;
     std::string fragment;
     if (auto hash = url.find('#'); hash != url.npos) {
@@ -1185,9 +1179,9 @@ std::string with_query(std::string url, const fields& params) {
     for (const auto& [name, value] : params) {
         if (sep) url += sep;
         sep = '&';
-        encode(name, url);
+        url += detail::percent_encoded(name, "-._~");
         url += '=';
-        encode(value, url);
+        url += detail::percent_encoded(value, "-._~");
     }
     return url + fragment;
 }

@@ -78,21 +78,16 @@ target parse_target(std::string url) {
     return t;
 }
 
-namespace {
-
-/// `s` with every byte a URI reference may not hold percent-encoded; '%'
-/// and the reserved characters are left as they are.
-std::string encode_stray_bytes(std::string_view s) {
-    static constexpr std::string_view allowed = "-._~:/?#[]@!$&'()*+,;=%";
+std::string percent_encoded(std::string_view s, std::string_view keep) {
+    static constexpr char hex[] = "0123456789ABCDEF";
     std::string out;
     out.reserve(s.size());
     for (char ch : s) {
         auto b = static_cast<unsigned char>(ch);
         if ((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') ||
-            allowed.find(ch) != std::string_view::npos) {
+            keep.find(ch) != std::string_view::npos) {
             out += ch;
         } else {
-            static constexpr char hex[] = "0123456789ABCDEF";
             out += '%';
             out += hex[b >> 4];
             out += hex[b & 15];
@@ -101,10 +96,9 @@ std::string encode_stray_bytes(std::string_view s) {
     return out;
 }
 
-}  // namespace
-
 std::string resolve_location(const std::string& base, std::string_view location) {
-    std::string encoded = encode_stray_bytes(location);
+    // '%' and the reserved characters are left as they are.
+    std::string encoded = percent_encoded(location, "-._~:/?#[]@!$&'()*+,;=%");
     auto ref = urls::parse_uri_reference(encoded);
     if (!ref) {
         throw error(error_kind::url, base,

@@ -54,6 +54,9 @@ awaitable<std::vector<tcp::endpoint>> resolve(const target& t);
 /// Throws boost::system::system_error with the last failure when none connects.
 awaitable<tcp::socket> connect_any(const std::vector<tcp::endpoint>& endpoints);
 
+/// `s` with every byte but letters, digits and those in `keep` as %XX.
+std::string percent_encoded(std::string_view s, std::string_view keep);
+
 /// The absolute URL a `Location` field sends `base` to. Spaces, raw UTF-8 and
 /// other bytes a URL may not hold are percent-encoded first, as browsers,
 /// curl and requests do.

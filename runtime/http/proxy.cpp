@@ -376,10 +376,17 @@ proxy_target parse_proxy(std::string_view url) {
     }
 }
 
-std::optional<proxy_target> choose_proxy(std::string_view explicit_proxy, bool trust_env, const target& t) {
+std::optional<proxy_target> choose_proxy(std::string_view explicit_proxy, bool trust_env, const target& t,
+                                         proxy_cache* cache) {
+    auto parsed = [cache](std::string_view text) {
+        if (!cache) return parse_or_explain(text);
+        auto hit = cache->find(std::string(text));
+        if (hit == cache->end()) hit = cache->emplace(std::string(text), parse_or_explain(text)).first;
+        return hit->second;
+    };
     if (!explicit_proxy.empty()) {
         try {
-            return parse_or_explain(explicit_proxy);
+            return parsed(explicit_proxy);
         } catch (const unusable_proxy& e) {
             throw error(error_kind::proxy, t.url,
                         "the proxy option '" + masked(explicit_proxy) + "': " + e.why);
@@ -392,7 +399,7 @@ std::optional<proxy_target> choose_proxy(std::string_view explicit_proxy, bool t
     if (!no_proxy) no_proxy = env("NO_PROXY");
     if (no_proxy && bypassed(*no_proxy, t)) return std::nullopt;
     try {
-        return parse_or_explain(chosen->value);
+        return parsed(chosen->value);
     } catch (const unusable_proxy& e) {
         throw error(
             error_kind::proxy, t.url,

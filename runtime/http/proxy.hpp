@@ -39,6 +39,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include <boost/beast/core/tcp_stream.hpp>
 
@@ -74,7 +75,11 @@ proxy_target parse_proxy(std::string_view url);
 /// is not empty, else when `trust_env` the environment's (see the top of this
 /// file). Throws `error` of kind proxy, naming `t.url` (and the variable), when
 /// the proxy chosen is not usable.
-std::optional<proxy_target> choose_proxy(std::string_view explicit_proxy, bool trust_env, const target& t);
+/// With a `cache` (a client's), each proxy URL is parsed once: the pool key's
+/// HMAC is not computed again for every request.
+using proxy_cache = std::unordered_map<std::string, proxy_target>;
+std::optional<proxy_target> choose_proxy(std::string_view explicit_proxy, bool trust_env, const target& t,
+                                         proxy_cache* cache = nullptr);
 
 /// Asks the proxy that `s` is connected to for a tunnel to `t`'s host and port
 /// ("CONNECT host:port HTTP/1.1", with Proxy-Authorization when `p` has
