@@ -29,8 +29,14 @@
 
 namespace corun {
 
-worker_crashed::worker_crashed(int pid, int signal, int exit_code, const std::string& what)
-    : std::runtime_error(what), m_pid(pid), m_signal(signal), m_exit_code(exit_code) {}
+worker_crashed::worker_crashed(int pid, int signal, int exit_code, const std::string& what, std::string host,
+                               int rank)
+    : std::runtime_error(what),
+      m_pid(pid),
+      m_signal(signal),
+      m_exit_code(exit_code),
+      m_host(std::move(host)),
+      m_rank(rank) {}
 
 remote_error::remote_error(std::string type_name, std::string message, int pid)
     : std::runtime_error("corun: " + type_name + " in worker " + std::to_string(pid) + ": " + message),

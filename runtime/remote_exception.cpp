@@ -99,6 +99,10 @@ enum failure_kind : std::uint8_t {
     bad_variant_access,
     value_too_large_error,
     registered,
+    // corun's own, re-sent as they are by an MPI host agent.
+    remote_error_kind,
+    worker_crashed_kind,
+    pool_closed_kind,
 };
 
 /// Error categories that mean the same in every process.
@@ -264,6 +268,27 @@ bool put_standard(wire::writer& w, const std::exception& e, const std::type_info
     if (is(typeid(std::regex_error))) {
         kind = regex_error;
         wire::put(w, static_cast<std::int32_t>(static_cast<const std::regex_error&>(e).code()));
+        return true;
+    }
+    if (is(typeid(corun::remote_error))) {
+        const auto& r = static_cast<const corun::remote_error&>(e);
+        kind = remote_error_kind;
+        wire::put(w, r.type_name());
+        wire::put(w, r.message());
+        wire::put(w, static_cast<std::int32_t>(r.pid()));
+        return true;
+    }
+    if (is(typeid(corun::worker_crashed))) {
+        const auto& c = static_cast<const corun::worker_crashed&>(e);
+        kind = worker_crashed_kind;
+        for (int v : {c.pid(), c.signal(), c.exit_code(), c.rank()})
+            wire::put(w, static_cast<std::int32_t>(v));
+        wire::put(w, c.host());
+        return true;
+    }
+    if (is(typeid(corun::pool_closed))) {
+        kind = pool_closed_kind;
+        wire::put(w, static_cast<const corun::pool_closed&>(e).reason());
         return true;
     }
     if (is(typeid(corun::value_too_large))) {
@@ -503,6 +528,21 @@ std::exception_ptr decode_failure(std::string_view payload, int pid) {
                 const auto limit = wire::get<std::uint64_t>(r);
                 return std::make_exception_ptr(corun::value_too_large(what_was_large, size, limit));
             }
+            case remote_error_kind: {
+                auto remote_type = wire::get<std::string>(r);
+                auto message = wire::get<std::string>(r);
+                const auto remote_pid = wire::get<std::int32_t>(r);
+                return std::make_exception_ptr(
+                    remote_error(std::move(remote_type), std::move(message), remote_pid));
+            }
+            case worker_crashed_kind: {
+                std::int32_t v[4];
+                for (auto& x : v) x = wire::get<std::int32_t>(r);
+                auto host = wire::get<std::string>(r);
+                return std::make_exception_ptr(worker_crashed(v[0], v[1], v[2], what, std::move(host), v[3]));
+            }
+            case pool_closed_kind:
+                return std::make_exception_ptr(pool_closed(wire::get<std::string>(r)));
             default:
                 throw_standard(kind, what, r, nested);
         }

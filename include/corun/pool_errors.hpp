@@ -14,18 +14,26 @@ namespace corun {
 /// with this, the worker is replaced, and the pool goes on.
 class CORUN_API worker_crashed : public std::runtime_error {
 public:
-    worker_crashed(int pid, int signal, int exit_code, const std::string& what);
-    /// The worker's process id.
+    worker_crashed(int pid, int signal, int exit_code, const std::string& what, std::string host = {},
+                   int rank = -1);
+    /// The worker's process id (on its host).
     int pid() const noexcept { return m_pid; }
     /// The signal that ended it, or 0.
     int signal() const noexcept { return m_signal; }
     /// Its exit code if it exited, or -1.
     int exit_code() const noexcept { return m_exit_code; }
+    /// The host it ran on, for a worker of `mpi_pool` on another host; else empty.
+    const std::string& host() const noexcept { return m_host; }
+    /// The MPI rank of its host's agent, for a worker of `mpi_pool` on another
+    /// host; else -1.
+    int rank() const noexcept { return m_rank; }
 
 private:
     int m_pid;
     int m_signal;
     int m_exit_code;
+    std::string m_host;
+    int m_rank;
 };
 
 /// A task threw something other than a standard exception: its type, message

@@ -91,10 +91,12 @@ public:
 /// The frame header's room: the core fills it in. Payload follows.
 CORUN_API std::string new_task_frame();
 
-template <class R, class Handler>
+/// A typed task of a pool whose core is `Core` (`process_pool_core`, or the
+/// MPI pool's): it decodes the result and completes the user's handler.
+template <class R, class Handler, class Core = process_pool_core>
 class submit_op final : public pool_task {
 public:
-    submit_op(Handler h, executor ex, std::shared_ptr<process_pool_core> core)
+    submit_op(Handler h, executor ex, std::shared_ptr<Core> core)
         : m_handler(std::move(h)), m_ex(std::move(ex)), m_core(std::move(core)) {}
 
     void start(std::string f);
@@ -126,14 +128,14 @@ public:
 private:
     Handler m_handler;
     executor m_ex;
-    std::shared_ptr<process_pool_core> m_core;
+    std::shared_ptr<Core> m_core;
 };
 
 CORUN_API void core_submit(process_pool_core& core, pool_task* task);
 CORUN_API void core_cancel(process_pool_core& core, pool_task* task);
 
-template <class R, class Handler>
-void submit_op<R, Handler>::start(std::string f) {
+template <class R, class Handler, class Core>
+void submit_op<R, Handler, Core>::start(std::string f) {
     frame = std::make_shared<std::string>(std::move(f));
     auto slot = asio::get_associated_cancellation_slot(m_handler);
     if (slot.is_connected()) {
@@ -211,6 +213,12 @@ public:
     void terminate();
 
     static constexpr bool in_process = false;
+
+    /// Internal: runs a task made elsewhere (the MPI pool's host agents hand
+    /// theirs over); it completes on the pool's executor.
+    void submit_task(detail::pool_task* task) { detail::core_submit(*m_core, task); }
+    /// Internal: cancels a task given to `submit_task`; it completes at once.
+    void cancel_task(detail::pool_task* task) { detail::core_cancel(*m_core, task); }
 
     /// Internal: runs a chunk of `map`/`imap` as one task.
     template <detail::call_mode Mode, class F, class E>

@@ -1,0 +1,181 @@
+// corun::mpi_pool — the process pool's calls across many hosts, on Open MPI.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "corun/process_pool.hpp"
+
+namespace corun {
+
+/// Options of an `mpi_session`, for designated initialisers.
+struct mpi_options {
+    /// How often each host agent tells rank 0 it is alive.
+    std::chrono::milliseconds heartbeat_interval{250};
+    /// A host agent silent this long is lost: the tasks it held run elsewhere
+    /// and it gets no more work (a stopped or hung host; a host that dies
+    /// ends the job, see the README's "Many hosts").
+    std::chrono::milliseconds heartbeat_timeout{3000};
+};
+static_assert(std::is_trivially_destructible_v<mpi_options>);  // see process_pool_options
+
+/// One host of an `mpi_session`, as rank 0 knows it.
+struct mpi_host {
+    int rank = 0;
+    std::string name;
+    int pid = 0;  // the agent's (rank 0's own for rank 0)
+    bool lost = false;
+};
+
+/// The MPI side of a program: made first thing in `main`, before any pool.
+///
+/// - Launched by `mpirun` or `srun` with N ranks: rank 0 returns from the
+///   constructor and runs the program; every other rank becomes a *host
+///   agent* and never returns (it serves the `mpi_pool`s rank 0 makes, then
+///   exits when rank 0's session ends). Agents check at start that they run
+///   the same binaries as rank 0 (every loaded module's build id): a host
+///   that differs is refused and the job ends with a message naming it.
+/// - Launched without MPI (no `mpirun`, no `srun`): nothing is started, and
+///   every `mpi_pool` is a local process pool.
+///
+/// All MPI calls are made by one progress thread of the session's own; it
+/// sleeps when there is no traffic (at most 1 ms between polls).
+///
+/// @code
+/// int main(int argc, char** argv) {
+///     corun::mpi_session mpi(argc, argv);
+///     return corun::run(app());   // app() makes corun::mpi_pool pools
+/// }
+/// @endcode
+class CORUN_API mpi_session {
+public:
+    mpi_session(int& argc, char**& argv, mpi_options options = {});
+    mpi_session(const mpi_session&) = delete;
+    mpi_session& operator=(const mpi_session&) = delete;
+    /// Rank 0: tells the agents to exit and finalises MPI. A host still
+    /// silent then would hang MPI's finalisation: the job is aborted instead
+    /// (non-zero exit), with a message naming the host.
+    ~mpi_session();
+
+    /// 0 in the program; the number of ranks, 1 without MPI.
+    int rank() const noexcept;
+    int size() const noexcept;
+    /// Every host: rank 0 first, then each agent.
+    std::vector<mpi_host> hosts() const;
+};
+
+/// Options of an `mpi_pool`: those of every host's local process pool.
+/// `workers` is per host (0: one per core of that host).
+struct mpi_pool_options {
+    process_pool_options pool = {};
+    /// Rank 0 runs tasks on its own host too (with `pool.workers` workers);
+    /// false leaves rank 0's host to the program.
+    bool local_workers = true;
+};
+static_assert(std::is_trivially_destructible_v<mpi_pool_options>);
+
+namespace detail {
+class mpi_pool_core;
+CORUN_API void core_submit(mpi_pool_core& core, pool_task* task);
+CORUN_API void core_cancel(mpi_pool_core& core, pool_task* task);
+}  // namespace detail
+
+/// A pool of worker processes on every host of an `mpi_session`, with exactly
+/// the calls of `process_pool`: `submit` (every completion token), `map`,
+/// `starmap`, `imap`, `imap_unordered`, `close`, `join`, `terminate`,
+/// cancellation, the same typed errors. Switching is one word.
+///
+/// - Each host (rank 0's own, and each agent's) runs a local `process_pool`;
+///   tasks go, as the existing task frames, to the hosts that ask for work, so
+///   a faster or less loaded host does more. User code runs only in the
+///   forked workers, never in a rank's process.
+/// - A task that crashes its worker fails with `worker_crashed` naming the
+///   host, rank and pid; the job goes on. A host that stops answering (see
+///   `mpi_options::heartbeat_timeout`) is lost: its tasks run elsewhere.
+/// - Without an `mpi_session`, or with one rank, it is a local process pool.
+///
+/// @code
+/// corun::mpi_pool pool{co_await corun::this_executor()};
+/// std::vector<int> sq = co_await pool.map(square, corun::range(100));
+/// @endcode
+class CORUN_API mpi_pool : public detail::pool_ops<mpi_pool> {
+public:
+    explicit mpi_pool(executor ex);
+    mpi_pool(executor ex, mpi_pool_options options);
+    mpi_pool(const mpi_pool&) = delete;
+    mpi_pool& operator=(const mpi_pool&) = delete;
+    /// As `process_pool`'s: unfinished tasks fail with `operation_aborted`,
+    /// every host's workers are stopped and reaped (blocking, bounded).
+    ~mpi_pool();
+
+    executor get_executor() const noexcept { return m_ex; }
+    /// Workers on every host still in the pool.
+    std::size_t workers() const noexcept;
+    /// The hosts serving this pool (rank 0's first when it has workers).
+    std::vector<mpi_host> hosts() const;
+
+    /// No more tasks may be submitted (they fail with `pool_closed`).
+    void close();
+    /// Closes, then waits until every task has finished and every host's
+    /// workers have exited.
+    template <class Token = use_awaitable_t>
+    auto join(Token&& token = {}) {
+        return asio::async_initiate<Token, void(std::exception_ptr)>(
+            [this](auto handler) { start_join(detail::join_waiters::handler(std::move(handler))); }, token);
+    }
+    /// Kills every worker on every host now; unfinished tasks fail with
+    /// `operation_aborted`.
+    void terminate();
+
+    static constexpr bool in_process = false;
+
+    /// Internal: runs a chunk of `map`/`imap` as one task.
+    template <detail::call_mode Mode, class F, class E>
+    awaitable<detail::chunk_result_t<Mode, detail::call_result_t<Mode, F, E>>> run_chunk(F f,
+                                                                                         std::vector<E> chunk,
+                                                                                         bool batch) {
+        std::string frame = detail::new_task_frame();
+        detail::wire::writer w(frame);
+        detail::put_task_head<Mode, F, E>(w, f);
+        detail::wire::put(w, chunk);
+        using R = detail::chunk_result_t<Mode, detail::call_result_t<Mode, F, E>>;
+        return start_task<R>(std::move(frame), use_awaitable, batch);
+    }
+
+private:
+    friend class detail::pool_ops<mpi_pool>;
+
+    template <class Token, class F, class... A>
+    auto submit_with(Token&& token, F f, A&&... args) {
+        using R = std::invoke_result_t<F&, detail::sent_t<A>&...>;
+        std::string frame = detail::new_task_frame();
+        detail::wire::writer w(frame);
+        detail::put_task_head<detail::call_mode::single, F, detail::sent_t<A>...>(w, f);
+        (detail::wire::put(w, detail::as_sent(args)), ...);
+        return start_task<R>(std::move(frame), std::forward<Token>(token));
+    }
+
+    template <class R, class Token>
+    auto start_task(std::string frame, Token&& token, bool batch = false) {
+        return asio::async_initiate<Token, detail::submit_signature<R>>(
+            [this, batch](auto handler, std::string f) {
+                using op = detail::submit_op<R, decltype(handler), detail::mpi_pool_core>;
+                auto* task = new op(std::move(handler), m_ex, m_core);
+                task->batch = batch;
+                task->start(std::move(f));
+            },
+            token, std::move(frame));
+    }
+
+    void start_join(detail::join_waiters::handler handler);
+
+    executor m_ex;
+    std::shared_ptr<detail::mpi_pool_core> m_core;
+};
+
+}  // namespace corun
