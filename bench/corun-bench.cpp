@@ -5,6 +5,10 @@
 
 #include "bench.hpp"
 
+#ifdef CORUN_BENCH_MPI
+#include <corun/mpi_pool.hpp>
+#endif
+
 namespace corun_bench {
 std::map<std::string, case_fn>& cases() {
     static std::map<std::string, case_fn> all;
@@ -13,6 +17,11 @@ std::map<std::string, case_fn>& cases() {
 }  // namespace corun_bench
 
 int main(int argc, char** argv) {
+#ifdef CORUN_BENCH_MPI
+    // Started by mpirun, the ranks other than 0 serve rank 0's mpi_pool from
+    // here on and never return; alone, nothing changes.
+    corun::mpi_session mpi(argc, argv);
+#endif
     auto& cases = corun_bench::cases();
     if (argc < 2 || !cases.count(argv[1])) {
         std::fprintf(stderr, "usage: corun-bench CASE [--json]\ncases:");
