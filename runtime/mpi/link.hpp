@@ -72,6 +72,11 @@ public:
         std::lock_guard lock(m_lock);
         m_heartbeat = heartbeat;
     }
+    /// Rank 0: from now on, a rank silent this long is reported.
+    void set_silence(std::chrono::microseconds silence) {
+        std::lock_guard lock(m_lock);
+        m_silence = silence;
+    }
     void start(callbacks cb, std::chrono::microseconds heartbeat, std::chrono::microseconds silence);
     void send(int dest, std::shared_ptr<const std::string> message);
     void send(int dest, std::string message) {

@@ -678,7 +678,7 @@ mpi_session::mpi_session(int& /*argc*/, char**& /*argv*/, mpi_options options) {
         std::fprintf(stderr, "corun: lost %s: %s; ending the job\n",
                      rank > 0 ? state->describe(rank).c_str() : "a host", what.c_str());
     };
-    // Silence is judged only once every agent has said hello.
+    // Silence is judged only once every agent has said hello (set_silence below).
     s->net->start(std::move(cb), {}, {});
 
     const std::string ours = detail::mpi::module_list();
@@ -712,21 +712,7 @@ mpi_session::mpi_session(int& /*argc*/, char**& /*argv*/, mpi_options options) {
     for (int r = 1; r < s->size; ++r)
         s->net->send(r, detail::mpi::message(detail::mpi::welcome, 0, 0,
                                              static_cast<std::uint64_t>(interval.count())));
-    s->net->start(
-        [&] {
-            detail::mpi::link::callbacks again;
-            again.on_message = [state](int source, std::string m) {
-                state->on_message(source, std::move(m));
-            };
-            again.on_silent = [state](int rank) { state->on_silent(rank); };
-            again.on_heard_again = [state](int rank) { state->on_heard_again(rank); };
-            again.on_error = [state](int rank, const std::string& what) {
-                std::fprintf(stderr, "corun: lost %s: %s; ending the job\n",
-                             rank > 0 ? state->describe(rank).c_str() : "a host", what.c_str());
-            };
-            return again;
-        }(),
-        {}, std::chrono::duration_cast<std::chrono::microseconds>(options.heartbeat_timeout));
+    s->net->set_silence(std::chrono::duration_cast<std::chrono::microseconds>(options.heartbeat_timeout));
     s.release();
 }
 
