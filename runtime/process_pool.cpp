@@ -1157,7 +1157,7 @@ void core_cancel(process_pool_core& core, pool_task* task) {
 process_pool::process_pool(executor ex) : process_pool(std::move(ex), process_pool_options{}) {}
 
 process_pool::process_pool(executor ex, process_pool_options options)
-    : m_ex(ex), m_core(std::make_shared<detail::process_pool_core>(std::move(ex), std::move(options))) {
+    : frame_pool(ex, std::make_shared<detail::process_pool_core>(ex, std::move(options))) {
     m_core->start();
 }
 

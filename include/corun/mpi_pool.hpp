@@ -103,7 +103,7 @@ CORUN_API void core_cancel(mpi_pool_core& core, pool_task* task);
 /// corun::mpi_pool pool{co_await corun::this_executor()};
 /// std::vector<int> sq = co_await pool.map(square, corun::range(100));
 /// @endcode
-class CORUN_API mpi_pool : public detail::pool_ops<mpi_pool> {
+class CORUN_API mpi_pool : public detail::frame_pool<mpi_pool, detail::mpi_pool_core> {
 public:
     explicit mpi_pool(executor ex);
     mpi_pool(executor ex, mpi_pool_options options);
@@ -113,7 +113,6 @@ public:
     /// every host's workers are stopped and reaped (blocking, bounded).
     ~mpi_pool();
 
-    executor get_executor() const noexcept { return m_ex; }
     /// Workers on every host still in the pool.
     std::size_t workers() const noexcept;
     /// The hosts serving this pool (rank 0's first when it has workers).
@@ -132,50 +131,8 @@ public:
     /// `operation_aborted`.
     void terminate();
 
-    static constexpr bool in_process = false;
-
-    /// Internal: runs a chunk of `map`/`imap` as one task.
-    template <detail::call_mode Mode, class F, class E>
-    awaitable<detail::chunk_result_t<Mode, detail::call_result_t<Mode, F, E>>> run_chunk(F f,
-                                                                                         std::vector<E> chunk,
-                                                                                         bool batch) {
-        std::string frame = detail::new_task_frame();
-        detail::wire::writer w(frame);
-        detail::put_task_head<Mode, F, E>(w, f);
-        detail::wire::put(w, chunk);
-        using R = detail::chunk_result_t<Mode, detail::call_result_t<Mode, F, E>>;
-        return start_task<R>(std::move(frame), use_awaitable, batch);
-    }
-
 private:
-    friend class detail::pool_ops<mpi_pool>;
-
-    template <class Token, class F, class... A>
-    auto submit_with(Token&& token, F f, A&&... args) {
-        using R = std::invoke_result_t<F&, detail::sent_t<A>&...>;
-        std::string frame = detail::new_task_frame();
-        detail::wire::writer w(frame);
-        detail::put_task_head<detail::call_mode::single, F, detail::sent_t<A>...>(w, f);
-        (detail::wire::put(w, detail::as_sent(args)), ...);
-        return start_task<R>(std::move(frame), std::forward<Token>(token));
-    }
-
-    template <class R, class Token>
-    auto start_task(std::string frame, Token&& token, bool batch = false) {
-        return asio::async_initiate<Token, detail::submit_signature<R>>(
-            [this, batch](auto handler, std::string f) {
-                using op = detail::submit_op<R, decltype(handler), detail::mpi_pool_core>;
-                auto* task = new op(std::move(handler), m_ex, m_core);
-                task->batch = batch;
-                task->start(std::move(f));
-            },
-            token, std::move(frame));
-    }
-
     void start_join(detail::join_waiters::handler handler);
-
-    executor m_ex;
-    std::shared_ptr<detail::mpi_pool_core> m_core;
 };
 
 }  // namespace corun

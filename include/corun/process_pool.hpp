@@ -144,6 +144,60 @@ void submit_op<R, Handler, Core>::start(std::string f) {
     core_submit(*m_core, this);
 }
 
+/// What a pool of worker processes is made of, whatever its core (local, or
+/// across hosts): its executor, its core, and the calls that turn a call into
+/// a task frame. `pool_ops` builds map, imap and the rest on them.
+template <class Pool, class Core>
+class frame_pool : public pool_ops<Pool> {
+public:
+    executor get_executor() const noexcept { return m_ex; }
+
+    static constexpr bool in_process = false;
+
+    /// Internal: runs a chunk of `map`/`imap` as one task.
+    template <call_mode Mode, class F, class E>
+    awaitable<chunk_result_t<Mode, call_result_t<Mode, F, E>>> run_chunk(F f, std::vector<E> chunk,
+                                                                         bool batch) {
+        std::string frame = new_task_frame();
+        wire::writer w(frame);
+        put_task_head<Mode, F, E>(w, f);
+        wire::put(w, chunk);
+        using R = chunk_result_t<Mode, call_result_t<Mode, F, E>>;
+        return start_task<R>(std::move(frame), use_awaitable, batch);
+    }
+
+protected:
+    frame_pool(executor ex, std::shared_ptr<Core> core) : m_ex(std::move(ex)), m_core(std::move(core)) {}
+
+    executor m_ex;
+    std::shared_ptr<Core> m_core;
+
+private:
+    friend class pool_ops<Pool>;
+
+    template <class Token, class F, class... A>
+    auto submit_with(Token&& token, F f, A&&... args) {
+        using R = std::invoke_result_t<F&, sent_t<A>&...>;
+        std::string frame = new_task_frame();
+        wire::writer w(frame);
+        put_task_head<call_mode::single, F, sent_t<A>...>(w, f);
+        (wire::put(w, as_sent(args)), ...);
+        return start_task<R>(std::move(frame), std::forward<Token>(token));
+    }
+
+    template <class R, class Token>
+    auto start_task(std::string frame, Token&& token, bool batch = false) {
+        return asio::async_initiate<Token, submit_signature<R>>(
+            [this, batch](auto handler, std::string f) {
+                using op = submit_op<R, decltype(handler), Core>;
+                auto* task = new op(std::move(handler), m_ex, m_core);
+                task->batch = batch;
+                task->start(std::move(f));
+            },
+            token, std::move(frame));
+    }
+};
+
 }  // namespace detail
 
 /// A pool of worker processes, like Python's `multiprocessing.Pool`, whose
@@ -180,7 +234,7 @@ void submit_op<R, Handler, Core>::start(std::string f) {
 /// std::vector<int> sq = co_await pool.map(square, corun::range(5));
 /// int nine = co_await pool.submit(square, 3);
 /// @endcode
-class CORUN_API process_pool : public detail::pool_ops<process_pool> {
+class CORUN_API process_pool : public detail::frame_pool<process_pool, detail::process_pool_core> {
 public:
     explicit process_pool(executor ex);
     process_pool(executor ex, process_pool_options options);
@@ -194,7 +248,6 @@ public:
     /// event loop, and waiting on a task that may never end would hang.
     ~process_pool();
 
-    executor get_executor() const noexcept { return m_ex; }
     std::size_t workers() const noexcept;
     /// The pids of the live workers, in worker order.
     std::vector<int> worker_pids() const;
@@ -212,56 +265,14 @@ public:
     /// Kills every worker now; tasks not yet finished fail with `operation_aborted`.
     void terminate();
 
-    static constexpr bool in_process = false;
-
     /// Internal: runs a task made elsewhere (the MPI pool's host agents hand
     /// theirs over); it completes on the pool's executor.
     void submit_task(detail::pool_task* task) { detail::core_submit(*m_core, task); }
     /// Internal: cancels a task given to `submit_task`; it completes at once.
     void cancel_task(detail::pool_task* task) { detail::core_cancel(*m_core, task); }
 
-    /// Internal: runs a chunk of `map`/`imap` as one task.
-    template <detail::call_mode Mode, class F, class E>
-    awaitable<detail::chunk_result_t<Mode, detail::call_result_t<Mode, F, E>>> run_chunk(F f,
-                                                                                         std::vector<E> chunk,
-                                                                                         bool batch) {
-        std::string frame = detail::new_task_frame();
-        detail::wire::writer w(frame);
-        detail::put_task_head<Mode, F, E>(w, f);
-        detail::wire::put(w, chunk);
-        using R = detail::chunk_result_t<Mode, detail::call_result_t<Mode, F, E>>;
-        return start_task<R>(std::move(frame), use_awaitable, batch);
-    }
-
 private:
-    friend class detail::pool_ops<process_pool>;
-
-    template <class Token, class F, class... A>
-    auto submit_with(Token&& token, F f, A&&... args) {
-        using R = std::invoke_result_t<F&, detail::sent_t<A>&...>;
-        std::string frame = detail::new_task_frame();
-        detail::wire::writer w(frame);
-        detail::put_task_head<detail::call_mode::single, F, detail::sent_t<A>...>(w, f);
-        (detail::wire::put(w, detail::as_sent(args)), ...);
-        return start_task<R>(std::move(frame), std::forward<Token>(token));
-    }
-
-    template <class R, class Token>
-    auto start_task(std::string frame, Token&& token, bool batch = false) {
-        return asio::async_initiate<Token, detail::submit_signature<R>>(
-            [this, batch](auto handler, std::string f) {
-                using op = detail::submit_op<R, decltype(handler)>;
-                auto* task = new op(std::move(handler), m_ex, m_core);
-                task->batch = batch;
-                task->start(std::move(f));
-            },
-            token, std::move(frame));
-    }
-
     void start_join(detail::join_waiters::handler handler);
-
-    executor m_ex;
-    std::shared_ptr<detail::process_pool_core> m_core;
 };
 
 }  // namespace corun

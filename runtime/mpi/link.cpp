@@ -1,6 +1,8 @@
 #include "link.hpp"
 
+#include <dlfcn.h>
 #include <mpi.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <climits>
@@ -155,6 +157,8 @@ void link::abort(int code) {
 }
 
 void link::run() {
+    // Short sleeps must be short: the default timer slack adds 50 µs to each.
+    ::prctl(PR_SET_TIMERSLACK, 1UL);
     // Open MPI reads TCP sockets only every 10 ms unless a blocking call
     // spins in it; a probing thread needs them read whenever it looks
     // (unless the user chose a rate).
@@ -166,6 +170,17 @@ void link::run() {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &m_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &m_size);
+    // Open MPI reads its sockets on one progress call in eight, unless some
+    // part of it has said it waits on them, as its own blocking calls do:
+    // this thread does, so that each probe sees what has arrived. Elsewhere
+    // (another MPI), eight probes make one poll.
+    int probes = 8;
+    using users_increment = void (*)();
+    if (auto f =
+            reinterpret_cast<users_increment>(::dlsym(RTLD_DEFAULT, "opal_progress_event_users_increment"))) {
+        f();
+        probes = 1;
+    }
     {
         std::unique_lock lock(m_lock);
         m_ready = true;
@@ -220,17 +235,12 @@ void link::run() {
         }
         outbox.clear();
 
-        // Idle, one probe a poll: the first message after a quiet spell may
-        // wait a few polls, and an idle rank costs about 1 % of a core.
-        const int probes = clock::now() - last_activity < std::chrono::milliseconds(20) ? 8 : 1;
         // Match every message that has arrived, in order; receive without
         // blocking, so that a large one does not stop heartbeats or other ranks.
         for (;;) {
             int flag = 0;
             MPI_Message matched;
             MPI_Status status;
-            // Open MPI reads its sockets on one progress call in eight: so
-            // many probes make one poll that sees what has arrived.
             for (int probe = 0; probe < probes && !flag; ++probe)
                 if (int rc =
                         MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &matched, &status))
@@ -303,18 +313,14 @@ void link::run() {
             }
         }
 
-        // Sleep unless busy: not at all just after traffic (an answer is
-        // likely within microseconds), briefly for a while, then longer,
-        // never more than 1 ms when idle.
+        // Sleep between polls: a microsecond (in practice some 25 µs, the
+        // machine's wake-up time) for a while after traffic, as an answer is
+        // likely soon, then longer, never more than 1 ms when idle.
         if (active) last_activity = clock::now();
         const auto idle = clock::now() - last_activity;
-        if (idle < std::chrono::microseconds(300)) {
-            std::this_thread::yield();
-            continue;
-        }
         auto pause = std::chrono::microseconds(1000);
         if (!sends.empty() || !receives.empty() || idle < std::chrono::milliseconds(3))
-            pause = std::chrono::microseconds(20);
+            pause = std::chrono::microseconds(1);
         else if (idle < std::chrono::milliseconds(20))
             pause = std::chrono::microseconds(200);
         std::unique_lock lock(m_lock);

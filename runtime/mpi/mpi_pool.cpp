@@ -759,7 +759,7 @@ std::vector<mpi_host> mpi_session::hosts() const {
 mpi_pool::mpi_pool(executor ex) : mpi_pool(std::move(ex), mpi_pool_options{}) {}
 
 mpi_pool::mpi_pool(executor ex, mpi_pool_options options)
-    : m_ex(ex), m_core(std::make_shared<detail::mpi_pool_core>(std::move(ex), options, detail::g_session)) {
+    : frame_pool(ex, std::make_shared<detail::mpi_pool_core>(ex, options, detail::g_session)) {
     m_core->start();
 }
 
