@@ -1152,6 +1152,19 @@ void core_cancel(process_pool_core& core, pool_task* task) {
     core.cancel(task);
 }
 
+std::size_t core_workers(const process_pool_core& core) noexcept {
+    return core.workers();
+}
+void core_close(process_pool_core& core) {
+    core.close("close() was called");
+}
+void core_terminate(process_pool_core& core) {
+    core.terminate();
+}
+void core_join(process_pool_core& core, join_waiters::handler handler) {
+    core.join(std::move(handler));
+}
+
 }  // namespace detail
 
 process_pool::process_pool(executor ex) : process_pool(std::move(ex), process_pool_options{}) {}
@@ -1165,20 +1178,8 @@ process_pool::~process_pool() {
     m_core->shutdown();
 }
 
-std::size_t process_pool::workers() const noexcept {
-    return m_core->workers();
-}
 std::vector<int> process_pool::worker_pids() const {
     return m_core->pids();
-}
-void process_pool::close() {
-    m_core->close("close() was called");
-}
-void process_pool::terminate() {
-    m_core->terminate();
-}
-void process_pool::start_join(detail::join_waiters::handler handler) {
-    m_core->join(std::move(handler));
 }
 
 }  // namespace corun

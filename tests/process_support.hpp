@@ -9,11 +9,30 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace corun_test {
+
+/// A task's own exception type with state, to register with
+/// `corun::register_exception` (its cereal save/load keep the line).
+struct parse_error : std::runtime_error {
+    int line = 0;
+    explicit parse_error(const std::string& what = "", int l = 0) : std::runtime_error(what), line(l) {}
+    template <class A>
+    void save(A& a) const {
+        a(std::string(what()), line);
+    }
+    template <class A>
+    void load(A& a) {
+        std::string w;
+        int l = 0;
+        a(w, l);
+        *this = parse_error(w, l);
+    }
+};
 
 /// Running, that is: a process that exited but was not reaped yet (an orphan
 /// waiting for init) is dead.

@@ -48,22 +48,6 @@ struct custom_error {
     int code;
 };
 
-struct parse_error : std::runtime_error {
-    int line = 0;
-    explicit parse_error(const std::string& what = "", int l = 0) : std::runtime_error(what), line(l) {}
-    template <class A>
-    void save(A& a) const {
-        a(std::string(what()), line);
-    }
-    template <class A>
-    void load(A& a) {
-        std::string w;
-        int l = 0;
-        a(w, l);
-        *this = parse_error(w, l);
-    }
-};
-
 long fails(long x) {
     if (x == 3) throw std::invalid_argument("three is not allowed");
     if (x == 4) throw custom_error{4};

@@ -1145,22 +1145,6 @@ TEST_CASE("a task sent to a worker whose initializer fails after the pool gave u
 
 namespace {
 
-struct parse_error : std::runtime_error {
-    int line = 0;
-    explicit parse_error(const std::string& what = "", int l = 0) : std::runtime_error(what), line(l) {}
-    template <class A>
-    void save(A& a) const {
-        a(std::string(what()), line);
-    }
-    template <class A>
-    void load(A& a) {
-        std::string w;
-        int l = 0;
-        a(w, l);
-        *this = parse_error(w, l);
-    }
-};
-
 /// Throws the standard exception numbered `which`.
 void throw_standard(int which) {
     namespace fs = std::filesystem;

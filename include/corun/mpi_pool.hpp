@@ -83,10 +83,14 @@ namespace detail {
 class mpi_pool_core;
 CORUN_API void core_submit(mpi_pool_core& core, pool_task* task);
 CORUN_API void core_cancel(mpi_pool_core& core, pool_task* task);
+CORUN_API std::size_t core_workers(const mpi_pool_core& core) noexcept;
+CORUN_API void core_close(mpi_pool_core& core);
+CORUN_API void core_terminate(mpi_pool_core& core);
+CORUN_API void core_join(mpi_pool_core& core, join_waiters::handler handler);
 }  // namespace detail
 
 /// A pool of worker processes on every host of an `mpi_session`, with exactly
-/// the calls of `process_pool`: `submit` (every completion token), `map`,
+/// the calls of `process_pool` (both are a `frame_pool`): `submit` (every completion token), `map`,
 /// `starmap`, `imap`, `imap_unordered`, `close`, `join`, `terminate`,
 /// cancellation, the same typed errors. Switching is one word.
 ///
@@ -113,26 +117,8 @@ public:
     /// every host's workers are stopped and reaped (blocking, bounded).
     ~mpi_pool();
 
-    /// Workers on every host still in the pool.
-    std::size_t workers() const noexcept;
     /// The hosts serving this pool (rank 0's first when it has workers).
     std::vector<mpi_host> hosts() const;
-
-    /// No more tasks may be submitted (they fail with `pool_closed`).
-    void close();
-    /// Closes, then waits until every task has finished and every host's
-    /// workers have exited.
-    template <class Token = use_awaitable_t>
-    auto join(Token&& token = {}) {
-        return asio::async_initiate<Token, void(std::exception_ptr)>(
-            [this](auto handler) { start_join(detail::join_waiters::handler(std::move(handler))); }, token);
-    }
-    /// Kills every worker on every host now; unfinished tasks fail with
-    /// `operation_aborted`.
-    void terminate();
-
-private:
-    void start_join(detail::join_waiters::handler handler);
 };
 
 }  // namespace corun

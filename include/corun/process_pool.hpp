@@ -131,8 +131,14 @@ private:
     std::shared_ptr<Core> m_core;
 };
 
+// What a pool's public calls ask of its core (the core's type is private to
+// the library: these are the calls across).
 CORUN_API void core_submit(process_pool_core& core, pool_task* task);
 CORUN_API void core_cancel(process_pool_core& core, pool_task* task);
+CORUN_API std::size_t core_workers(const process_pool_core& core) noexcept;
+CORUN_API void core_close(process_pool_core& core);
+CORUN_API void core_terminate(process_pool_core& core);
+CORUN_API void core_join(process_pool_core& core, join_waiters::handler handler);
 
 template <class R, class Handler, class Core>
 void submit_op<R, Handler, Core>::start(std::string f) {
@@ -151,6 +157,21 @@ template <class Pool, class Core>
 class frame_pool : public pool_ops<Pool> {
 public:
     executor get_executor() const noexcept { return m_ex; }
+    /// Worker processes (on every host, for `mpi_pool`).
+    std::size_t workers() const noexcept { return core_workers(*m_core); }
+
+    /// No more tasks may be submitted (they fail with `pool_closed`).
+    void close() { core_close(*m_core); }
+    /// Closes, then waits until every submitted task has finished and every
+    /// worker has exited. Cancelling the wait (`with_timeout`) ends it with
+    /// `operation_aborted`; the pool goes on finishing its work.
+    template <class Token = use_awaitable_t>
+    auto join(Token&& token = {}) {
+        return asio::async_initiate<Token, void(std::exception_ptr)>(
+            [this](auto handler) { core_join(*m_core, join_waiters::handler(std::move(handler))); }, token);
+    }
+    /// Kills every worker now; tasks not yet finished fail with `operation_aborted`.
+    void terminate() { core_terminate(*m_core); }
 
     static constexpr bool in_process = false;
 
@@ -248,31 +269,14 @@ public:
     /// event loop, and waiting on a task that may never end would hang.
     ~process_pool();
 
-    std::size_t workers() const noexcept;
     /// The pids of the live workers, in worker order.
     std::vector<int> worker_pids() const;
-
-    /// No more tasks may be submitted (they fail with `pool_closed`).
-    void close();
-    /// Closes, then waits until every submitted task has finished and every
-    /// worker has exited. Cancelling the wait (`with_timeout`) ends it with
-    /// `operation_aborted`; the pool goes on finishing its work.
-    template <class Token = use_awaitable_t>
-    auto join(Token&& token = {}) {
-        return asio::async_initiate<Token, void(std::exception_ptr)>(
-            [this](auto handler) { start_join(detail::join_waiters::handler(std::move(handler))); }, token);
-    }
-    /// Kills every worker now; tasks not yet finished fail with `operation_aborted`.
-    void terminate();
 
     /// Internal: runs a task made elsewhere (the MPI pool's host agents hand
     /// theirs over); it completes on the pool's executor.
     void submit_task(detail::pool_task* task) { detail::core_submit(*m_core, task); }
     /// Internal: cancels a task given to `submit_task`; it completes at once.
     void cancel_task(detail::pool_task* task) { detail::core_cancel(*m_core, task); }
-
-private:
-    void start_join(detail::join_waiters::handler handler);
 };
 
 }  // namespace corun

@@ -465,6 +465,19 @@ void core_cancel(mpi_pool_core& core, pool_task* task) {
     core.cancel(task);
 }
 
+std::size_t core_workers(const mpi_pool_core& core) noexcept {
+    return core.workers();
+}
+void core_close(mpi_pool_core& core) {
+    core.close("close() was called");
+}
+void core_terminate(mpi_pool_core& core) {
+    core.terminate();
+}
+void core_join(mpi_pool_core& core, join_waiters::handler handler) {
+    core.join(std::move(handler));
+}
+
 // ---------------------------------------------------------------------------
 // Rank 0: routing what the link receives.
 
@@ -767,20 +780,8 @@ mpi_pool::~mpi_pool() {
     m_core->shutdown();
 }
 
-std::size_t mpi_pool::workers() const noexcept {
-    return m_core->workers();
-}
 std::vector<mpi_host> mpi_pool::hosts() const {
     return m_core->hosts();
-}
-void mpi_pool::close() {
-    m_core->close("close() was called");
-}
-void mpi_pool::terminate() {
-    m_core->terminate();
-}
-void mpi_pool::start_join(detail::join_waiters::handler handler) {
-    m_core->join(std::move(handler));
 }
 
 }  // namespace corun
