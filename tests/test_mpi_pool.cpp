@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/use_future.hpp>
 #include <cstdlib>
 #include <set>
@@ -276,6 +278,38 @@ TEST_CASE("terminate aborts running tasks on every rank, and join completes", "[
         REQUIRE(errors.size() == 6);
         for (auto& e : errors) CHECK_THROWS_AS(std::rethrow_exception(e), boost::system::system_error);
         CHECK_THROWS_AS(co_await pool.submit(square, 2L), corun::pool_closed);
+    }());
+}
+
+TEST_CASE(
+    "an event loop destroyed with tasks pending on every rank takes their coroutine and the pool with it",
+    "[mpi_pool]") {
+    bool destroyed = false;
+    const auto start = std::chrono::steady_clock::now();
+    {
+        boost::asio::io_context loop;
+        struct on_exit {
+            bool& flag;
+            ~on_exit() { flag = true; }
+        };
+        boost::asio::co_spawn(
+            loop,
+            [&]() -> awaitable<void> {
+                on_exit mark{destroyed};
+                corun::mpi_pool pool{co_await corun::this_executor(), {.pool = {.workers = 1}}};
+                // One task on each rank and more queued, then one awaited.
+                for (int i = 0; i < 5; ++i) pool.submit(rank_after, 20'000L, [](std::exception_ptr, int) {});
+                co_await pool.submit(rank_after, 20'000L);
+            },
+            boost::asio::detached);
+        loop.run_for(1s);
+    }
+    CHECK(destroyed);
+    CHECK(std::chrono::steady_clock::now() - start < 15s);
+    block_on([]() -> awaitable<void> {
+        corun::mpi_pool pool{co_await corun::this_executor(), {.pool = {.workers = 1}}};
+        const auto ranks = co_await pool.map(rank_after, std::vector<long>(30, 10), {.chunksize = 1});
+        CHECK(std::set<int>(ranks.begin(), ranks.end()) == std::set<int>{0, 1, 2});
     }());
 }
 

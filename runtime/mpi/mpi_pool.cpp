@@ -131,6 +131,25 @@ struct session_state {
 
 session_state* g_session = nullptr;
 
+class mpi_pool_core;
+
+/// The MPI pools of one event loop: as process_pool's service does, it
+/// destroys the handlers of tasks still pending when the loop is destroyed,
+/// so that the coroutines awaiting them (and the pools they own) go too.
+class mpi_pool_service : public asio::execution_context::service {
+public:
+    static inline asio::execution_context::id id;
+    explicit mpi_pool_service(asio::execution_context& context) : service(context) {}
+    void add(const std::shared_ptr<mpi_pool_core>& core) {
+        std::erase_if(m_cores, [](const auto& c) { return c.expired(); });
+        m_cores.push_back(core);
+    }
+
+private:
+    void shutdown() override;
+    std::vector<std::weak_ptr<mpi_pool_core>> m_cores;
+};
+
 // ---------------------------------------------------------------------------
 // Rank 0: the pool's core.
 
@@ -151,6 +170,8 @@ public:
     };
 
     void start() {
+        asio::use_service<mpi_pool_service>(asio::query(m_ex, asio::execution::context))
+            .add(shared_from_this());
         const bool remote = m_session && m_session->net && m_session->size > 1;
         std::vector<int> ranks;
         if (remote) {
@@ -190,6 +211,19 @@ public:
     }
 
     const executor& get_executor() const { return m_ex; }
+
+    /// The event loop is being destroyed: every pending task's handler is
+    /// destroyed without being called.
+    void abandon_tasks() {
+        if (m_finished) return;
+        m_closed = true;
+        std::vector<pool_task*> tasks(m_queue.begin(), m_queue.end());
+        m_queue.clear();
+        for (auto& h : m_hosts)
+            for (auto& [id, t] : h.inflight)
+                if (t) tasks.push_back(std::exchange(t, nullptr));
+        for (pool_task* t : tasks) t->abandon();
+    }
 
     std::size_t workers() const {
         std::size_t n = 0;
@@ -456,6 +490,13 @@ private:
     std::string m_close_reason;
     bool m_closed = false, m_finished = false, m_hosts_closing = false, m_local_joining = false;
 };
+
+void mpi_pool_service::shutdown() {
+    auto cores = std::move(m_cores);
+    m_cores.clear();
+    for (auto& weak : cores)
+        if (auto core = weak.lock()) core->abandon_tasks();
+}
 
 void core_submit(mpi_pool_core& core, pool_task* task) {
     asio::dispatch(core.get_executor(), [c = core.shared_from_this(), task] { c->submit(task); });
