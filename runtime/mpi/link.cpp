@@ -72,7 +72,7 @@ struct sending {
 
 struct receiving {
     int source;
-    std::string bytes;
+    received message;
     MPI_Request request;
     bool done = false;
 };
@@ -97,7 +97,7 @@ std::string message(kind k, std::uint32_t pool, std::uint64_t id, std::uint64_t 
     return m;
 }
 
-header header_of(const std::string& m) {
+header header_of(std::string_view m) {
     header h{};
     if (m.size() >= sizeof h) std::memcpy(&h, m.data(), sizeof h);
     return h;
@@ -202,7 +202,13 @@ void link::run() {
         MPI_Abort(MPI_COMM_WORLD, 1);
     };
 
+    auto last_turn = clock::now();
     for (;;) {
+        // A turn that took long (MPI busy with a large message, the machine
+        // swapping) kept this thread deaf: the others were not silent.
+        if (const auto gap = clock::now() - last_turn; gap > std::chrono::milliseconds(100))
+            for (auto& h : heard) h += gap;
+        last_turn = clock::now();
         std::chrono::microseconds heartbeat, silence;
         bool stopping;
         int abort_code;
@@ -250,9 +256,10 @@ void link::run() {
             MPI_Get_elements_x(&status, MPI_BYTE, &n);
             auto& r = receives.emplace_back();
             r.source = status.MPI_SOURCE;
-            r.bytes.resize(static_cast<std::size_t>(n));
-            bytes_type t(r.bytes.size());
-            if (int rc = MPI_Imrecv(r.bytes.data(), t.count, t.type, &matched, &r.request))
+            r.message.size = static_cast<std::size_t>(n);
+            r.message.bytes.reset(new char[std::max<std::size_t>(1, r.message.size)]);
+            bytes_type t(r.message.size);
+            if (int rc = MPI_Imrecv(r.message.bytes.get(), t.count, t.type, &matched, &r.request))
                 fail(rc, r.source);
             active = active || status.MPI_TAG != heartbeat_tag;
         }
@@ -272,8 +279,8 @@ void link::run() {
                 silent[static_cast<std::size_t>(r.source)] = 0;
                 if (m_cb.on_heard_again) m_cb.on_heard_again(r.source);
             }
-            if (header_of(r.bytes).kind != kind::heartbeat && m_cb.on_message)
-                m_cb.on_message(r.source, std::move(r.bytes));
+            if (header_of(r.message.view()).kind != kind::heartbeat && m_cb.on_message)
+                m_cb.on_message(r.source, std::move(r.message));
         }
 
         if (!send_requests.empty()) {

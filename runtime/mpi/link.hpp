@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -41,7 +42,16 @@ enum kind : std::uint32_t {
 /// A message with its header filled in and `payload` after it.
 std::string message(kind k, std::uint32_t pool, std::uint64_t id, std::uint64_t aux = 0,
                     std::string_view payload = {});
-header header_of(const std::string& m);
+header header_of(std::string_view m);
+
+/// A message as received. Its bytes are not initialised before MPI writes
+/// them: zeroing a buffer of gigabytes first would stall the link's thread,
+/// and with it the heartbeats, for seconds.
+struct received {
+    std::unique_ptr<char[]> bytes;
+    std::size_t size = 0;
+    std::string_view view() const noexcept { return {bytes.get(), size}; }
+};
 
 /// Starts MPI on its own thread and moves messages: `send` from any thread,
 /// `on_message` called on the link's thread for each one received. Polls
@@ -50,7 +60,7 @@ header header_of(const std::string& m);
 class link {
 public:
     struct callbacks {
-        std::function<void(int source, std::string message)> on_message;
+        std::function<void(int source, received message)> on_message;
         /// A rank not heard from for `silence` (rank 0 only): called once,
         /// and `on_heard_again` once if it speaks again.
         std::function<void(int rank)> on_silent;

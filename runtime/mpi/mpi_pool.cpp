@@ -84,8 +84,8 @@ process_pool_options decode_options(std::string_view bytes) {
     return o;
 }
 
-std::string_view payload_of(const std::string& m) {
-    return std::string_view(m).substr(sizeof(mpi::header));
+std::string_view payload_of(std::string_view m) {
+    return m.substr(sizeof(mpi::header));
 }
 
 }  // namespace
@@ -124,7 +124,7 @@ struct session_state {
                ")";
     }
 
-    void on_message(int source, std::string m);
+    void on_message(int source, mpi::received m);
     void on_silent(int rank);
     void on_heard_again(int rank);
 };
@@ -272,7 +272,8 @@ public:
     }
 
     /// A message from an agent about this pool, on the pool's executor.
-    void on_message(int rank, std::string m) {
+    void on_message(int rank, const mpi::received& received) {
+        const std::string_view m = received.view();
         const auto h = mpi::header_of(m);
         if (h.kind == mpi::pool_gone) {
             if (auto* ho = find_host(rank)) ho->gone = true;
@@ -522,17 +523,14 @@ void core_join(mpi_pool_core& core, join_waiters::handler handler) {
 // ---------------------------------------------------------------------------
 // Rank 0: routing what the link receives.
 
-void session_state::on_message(int source, std::string m) {
-    const auto h = mpi::header_of(m);
+void session_state::on_message(int source, mpi::received received) {
+    const auto h = mpi::header_of(received.view());
     std::unique_lock l(lock);
     if (h.kind == mpi::hello || h.kind == mpi::pool_ready || h.kind == mpi::pool_gone) {
-        if (h.kind != mpi::pool_gone || !pools.count(h.pool) || pools[h.pool].expired()) {
-            replies[{h.kind, h.pool, source}] = std::move(m);
-            changed.notify_all();
-            return;
-        }
-        replies[{h.kind, h.pool, source}] = m;  // for a destructor's wait too
+        // Awaited by a blocked caller (pool_gone by a destructor too).
+        replies[{h.kind, h.pool, source}] = std::string(received.view());
         changed.notify_all();
+        if (h.kind != mpi::pool_gone) return;
     }
     // Posted under the lock: a pool's destructor unregisters it under the
     // lock, so nothing is posted to its executor once it has gone.
@@ -541,7 +539,7 @@ void session_state::on_message(int source, std::string m) {
     auto core = it->second.lock();
     if (!core) return;
     asio::post(core->get_executor(),
-               [core, source, m = std::move(m)]() mutable { core->on_message(source, std::move(m)); });
+               [core, source, m = std::move(received)] { core->on_message(source, m); });
 }
 
 void session_state::on_silent(int rank) {
@@ -568,7 +566,8 @@ class agent {
 public:
     agent(asio::io_context& io, session_state& s) : m_io(io), m_session(s), m_guard(io.get_executor()) {}
 
-    void handle(std::string m) {
+    void handle(const mpi::received& received) {
+        const std::string_view m = received.view();
         const auto h = mpi::header_of(m);
         switch (h.kind) {
             case mpi::welcome:
@@ -578,7 +577,7 @@ public:
             case mpi::open_pool:
                 return open(h.pool, payload_of(m));
             case mpi::task:
-                return run(h.pool, h.id, std::move(m));
+                return run(h.pool, h.id, m);
             case mpi::cancel:
                 if (auto p = m_pools.find(h.pool); p != m_pools.end())
                     if (auto t = p->second.tasks.find(h.id); t != p->second.tasks.end())
@@ -613,11 +612,13 @@ private:
         }
     }
 
-    void run(std::uint32_t pool, std::uint64_t id, std::string frame) {
+    void run(std::uint32_t pool, std::uint64_t id, std::string_view frame) {
         auto p = m_pools.find(pool);
         if (p == m_pools.end()) return;
         auto* f = new forward_task;
-        f->frame = std::make_shared<std::string>(std::move(frame));
+        // Copied here, on the agent's loop: the link's thread never spends
+        // seconds filling fresh memory (its heartbeats would stop).
+        f->frame = std::make_shared<std::string>(frame);
         f->batch = true;
         f->done = [this, pool, id](std::exception_ptr e, std::string_view r) {
             if (auto q = m_pools.find(pool); q != m_pools.end()) q->second.tasks.erase(id);
@@ -674,8 +675,8 @@ private:
     asio::io_context io{1};
     agent a(io, s);
     mpi::link::callbacks cb;
-    cb.on_message = [&io, &a](int, std::string m) {
-        asio::post(io, [&a, m = std::move(m)]() mutable { a.handle(std::move(m)); });
+    cb.on_message = [&io, &a](int, mpi::received m) {
+        asio::post(io, [&a, m = std::move(m)] { a.handle(m); });
     };
     cb.on_error = [&s](int, const std::string& what) {
         std::fprintf(stderr, "corun: host agent rank %d on %s lost contact with rank 0: %s\n", s.rank,
@@ -725,7 +726,7 @@ mpi_session::mpi_session(int& /*argc*/, char**& /*argv*/, mpi_options options) {
 
     detail::session_state* state = s.get();
     detail::mpi::link::callbacks cb;
-    cb.on_message = [state](int source, std::string m) { state->on_message(source, std::move(m)); };
+    cb.on_message = [state](int source, detail::mpi::received m) { state->on_message(source, std::move(m)); };
     cb.on_silent = [state](int rank) { state->on_silent(rank); };
     cb.on_heard_again = [state](int rank) { state->on_heard_again(rank); };
     cb.on_error = [state](int rank, const std::string& what) {
