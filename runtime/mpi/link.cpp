@@ -5,6 +5,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -24,68 +25,58 @@ std::string error_text(int code) {
     return std::string(text, static_cast<std::size_t>(length));
 }
 
-/// The datatype and count that describe `n` bytes: MPI_BYTE × n when `n`
-/// fits an `int` count, else one element of a derived type of 1 MiB blocks
-/// and a remainder. The same on both sides, so the type signatures match.
-struct bytes_type {
-    explicit bytes_type(std::size_t n) {
-        if (n <= large_message_threshold()) {
-            count = static_cast<int>(n);
-            return;
-        }
-        constexpr std::size_t block = std::size_t(1) << 20;
-        MPI_Datatype one_block, blocks;
-        MPI_Type_contiguous(static_cast<int>(block), MPI_BYTE, &one_block);
-        MPI_Type_contiguous(static_cast<int>(n / block), one_block, &blocks);
-        const int rest = static_cast<int>(n % block);
-        int lengths[2] = {1, rest};
-        MPI_Aint offsets[2] = {0, static_cast<MPI_Aint>(n - n % block)};
-        MPI_Datatype types[2] = {blocks, MPI_BYTE};
-        MPI_Type_create_struct(rest ? 2 : 1, lengths, offsets, types, &type);
-        MPI_Type_commit(&type);
-        MPI_Type_free(&blocks);
-        MPI_Type_free(&one_block);
-        count = 1;
-        derived = true;
-    }
-    /// Freeing a datatype in use by a pending operation is allowed: it goes
-    /// once the operation completes.
-    ~bytes_type() {
-        if (derived) MPI_Type_free(&type);
-    }
-    bytes_type(const bytes_type&) = delete;
-    bytes_type& operator=(const bytes_type&) = delete;
+// The tags. Heartbeats travel under their own, so that a receiver can tell
+// them from traffic before they have arrived. A message larger than a piece
+// is announced (its size), then sent piece by piece, a few in flight at a
+// time: MPI counts are `int`, and a sender's heartbeats must not queue behind
+// gigabytes (its receiver would take it for lost), nor a receiver's wait for
+// a message from a stopped sender hold back any other.
+constexpr int message_tag = 0;
+constexpr int heartbeat_tag = 1;
+constexpr int announce_tag = 2;
+constexpr int piece_tag = 3;
+/// Pieces in flight to one rank.
+constexpr int piece_window = 4;
 
-    MPI_Datatype type = MPI_BYTE;
-    int count = 0;
-    bool derived = false;
+/// A message on its way out to one rank: sent whole, or piece by piece.
+struct outgoing {
+    std::shared_ptr<const std::string> bytes;
+    std::size_t posted = 0;  // bytes of it handed to MPI so far
 };
 
-/// Heartbeats travel under their own tag, so that a receiver can tell them
-/// from traffic before they have arrived.
-constexpr int heartbeat_tag = 1;
-
+/// An MPI send in flight, and the bytes it reads.
 struct sending {
     int dest;
+    bool piece;
     std::shared_ptr<const std::string> bytes;
 };
 
+/// An MPI receive in flight: a whole message, a heartbeat, or a piece of a
+/// large message (the last piece carries the message).
 struct receiving {
     int source;
+    bool heartbeat = false;
+    bool carries = true;
     received message;
-    MPI_Request request;
+    MPI_Request request = MPI_REQUEST_NULL;
     bool done = false;
+};
+
+/// A large message being received piece by piece from one rank.
+struct assembly {
+    received message;
+    std::size_t filled = 0;
 };
 
 }  // namespace
 
-std::size_t large_message_threshold() {
-    static const std::size_t threshold = [] {
-        if (const char* s = std::getenv("CORUN_MPI_LARGE_MESSAGE"); s && *s)
-            return std::max<std::size_t>(1, std::strtoull(s, nullptr, 10));
-        return std::size_t(INT_MAX);
+std::size_t piece_size() {
+    static const std::size_t size = [] {
+        if (const char* s = std::getenv("CORUN_MPI_PIECE"); s && *s)
+            return std::clamp<std::size_t>(std::strtoull(s, nullptr, 10), 64, INT_MAX);
+        return std::size_t(4) << 20;
     }();
-    return threshold;
+    return size;
 }
 
 std::string message(kind k, std::uint32_t pool, std::uint64_t id, std::uint64_t aux,
@@ -188,11 +179,16 @@ void link::run() {
         m_wake.wait(lock, [this] { return m_started; });
     }
 
+    const std::size_t piece = piece_size();
+    const auto ranks = static_cast<std::size_t>(m_size);
     std::vector<MPI_Request> send_requests;
     std::vector<sending> sends;
+    std::vector<std::deque<outgoing>> queues(ranks);  // per rank, in order
+    std::vector<int> pieces_out(ranks, 0);
     std::deque<receiving> receives;
-    std::vector<clock::time_point> heard(static_cast<std::size_t>(m_size), clock::now());
-    std::vector<char> silent(static_cast<std::size_t>(m_size), 0);
+    std::vector<assembly> assemblies(ranks);
+    std::vector<clock::time_point> heard(ranks, clock::now());
+    std::vector<char> silent(ranks, 0);
     auto last_activity = clock::now();
     auto last_heartbeat = clock::time_point{};
     std::vector<std::pair<int, std::shared_ptr<const std::string>>> outbox;
@@ -201,11 +197,45 @@ void link::run() {
         if (m_cb.on_error) m_cb.on_error(rank, error_text(code));
         MPI_Abort(MPI_COMM_WORLD, 1);
     };
+    auto post = [&](int dest, int tag, bool is_piece, const std::shared_ptr<const std::string>& bytes,
+                    const char* data, std::size_t n) {
+        MPI_Request request;
+        if (int rc = MPI_Isend(data, static_cast<int>(n), MPI_BYTE, dest, tag, MPI_COMM_WORLD, &request))
+            fail(rc, dest);
+        send_requests.push_back(request);
+        sends.push_back({dest, is_piece, bytes});
+    };
+    // Hands to MPI what may go to `dest` now, in order: whole messages, and
+    // the pieces of a large one while fewer than `piece_window` are in flight.
+    auto pump = [&](int dest) {
+        auto& q = queues[static_cast<std::size_t>(dest)];
+        auto& out = pieces_out[static_cast<std::size_t>(dest)];
+        while (!q.empty()) {
+            auto& o = q.front();
+            const std::size_t n = o.bytes->size();
+            if (n <= piece) {
+                post(dest, message_tag, false, o.bytes, o.bytes->data(), n);
+                q.pop_front();
+                continue;
+            }
+            if (o.posted == 0) {
+                auto size = std::make_shared<const std::string>(reinterpret_cast<const char*>(&n), sizeof n);
+                post(dest, announce_tag, false, size, size->data(), size->size());
+            }
+            for (; o.posted < n && out < piece_window; ++out) {
+                const std::size_t len = std::min(piece, n - o.posted);
+                post(dest, piece_tag, true, o.bytes, o.bytes->data() + o.posted, len);
+                o.posted += len;
+            }
+            if (o.posted < n) return;
+            q.pop_front();
+        }
+    };
 
     auto last_turn = clock::now();
     for (;;) {
-        // A turn that took long (MPI busy with a large message, the machine
-        // swapping) kept this thread deaf: the others were not silent.
+        // A turn that took long (the machine swapping, say) kept this thread
+        // deaf: the others were not silent.
         if (const auto gap = clock::now() - last_turn; gap > std::chrono::milliseconds(100))
             for (auto& h : heard) h += gap;
         last_turn = clock::now();
@@ -218,7 +248,9 @@ void link::run() {
             heartbeat = m_heartbeat;
             silence = m_silence;
             stopping = m_stopping && clock::now() >= m_stop_deadline;
-            stopping = stopping || (m_stopping && m_outbox.empty() && outbox.empty() && sends.empty());
+            const bool queued = std::any_of(queues.begin(), queues.end(), [](auto& q) { return !q.empty(); });
+            stopping =
+                stopping || (m_stopping && m_outbox.empty() && outbox.empty() && sends.empty() && !queued);
             abort_code = m_abort_code;
         }
         if (abort_code >= 0) MPI_Abort(MPI_COMM_WORLD, abort_code);
@@ -227,22 +259,17 @@ void link::run() {
         bool active = !outbox.empty();
         const auto now = clock::now();
         if (heartbeat.count() > 0 && m_rank != 0 && now - last_heartbeat >= heartbeat) {
-            outbox.emplace_back(0, std::make_shared<const std::string>(message(kind::heartbeat, 0, 0)));
+            auto beat = std::make_shared<const std::string>(message(kind::heartbeat, 0, 0));
+            post(0, heartbeat_tag, false, beat, beat->data(), beat->size());
             last_heartbeat = now;
         }
-        for (auto& [dest, bytes] : outbox) {
-            bytes_type t(bytes->size());
-            MPI_Request request;
-            const int tag = header_of(*bytes).kind == kind::heartbeat ? heartbeat_tag : 0;
-            if (int rc = MPI_Isend(bytes->data(), t.count, t.type, dest, tag, MPI_COMM_WORLD, &request))
-                fail(rc, dest);
-            send_requests.push_back(request);
-            sends.push_back({dest, std::move(bytes)});
-        }
+        for (auto& [dest, bytes] : outbox)
+            queues[static_cast<std::size_t>(dest)].push_back({std::move(bytes)});
         outbox.clear();
+        for (int dest = 0; dest < m_size; ++dest) pump(dest);
 
-        // Match every message that has arrived, in order; receive without
-        // blocking, so that a large one does not stop heartbeats or other ranks.
+        // Match every message that has arrived, in order, and receive it
+        // without blocking.
         for (;;) {
             int flag = 0;
             MPI_Message matched;
@@ -252,35 +279,67 @@ void link::run() {
                         MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &matched, &status))
                     fail(rc, -1);
             if (!flag) break;
-            MPI_Count n = 0;
-            MPI_Get_elements_x(&status, MPI_BYTE, &n);
+            int n = 0;
+            MPI_Get_count(&status, MPI_BYTE, &n);
+            const int source = status.MPI_SOURCE;
+            auto& a = assemblies[static_cast<std::size_t>(source)];
+            if (status.MPI_TAG == announce_tag) {
+                // Tiny, and here already: taken at once, to know where the
+                // pieces go.
+                std::size_t total = 0;
+                if (int rc = MPI_Mrecv(&total, static_cast<int>(sizeof total), MPI_BYTE, &matched,
+                                       MPI_STATUS_IGNORE))
+                    fail(rc, source);
+                a.message.bytes.reset(new char[std::max<std::size_t>(1, total)]);
+                a.message.size = total;
+                a.filled = 0;
+                active = true;
+                continue;
+            }
             auto& r = receives.emplace_back();
-            r.source = status.MPI_SOURCE;
-            r.message.size = static_cast<std::size_t>(n);
-            r.message.bytes.reset(new char[std::max<std::size_t>(1, r.message.size)]);
-            bytes_type t(r.message.size);
-            if (int rc = MPI_Imrecv(r.message.bytes.get(), t.count, t.type, &matched, &r.request))
-                fail(rc, r.source);
-            active = active || status.MPI_TAG != heartbeat_tag;
+            r.source = source;
+            r.heartbeat = status.MPI_TAG == heartbeat_tag;
+            char* into = nullptr;
+            if (status.MPI_TAG == piece_tag) {
+                if (a.filled + static_cast<std::size_t>(n) > a.message.size) fail(MPI_ERR_TRUNCATE, source);
+                into = a.message.bytes.get() + a.filled;
+                a.filled += static_cast<std::size_t>(n);
+                r.carries = a.filled == a.message.size;
+                if (r.carries) r.message = std::move(a.message);
+            } else {
+                r.message.size = static_cast<std::size_t>(n);
+                r.message.bytes.reset(new char[std::max(1, n)]);
+                into = r.message.bytes.get();
+            }
+            if (int rc = MPI_Imrecv(into, n, MPI_BYTE, &matched, &r.request)) fail(rc, source);
+            active = active || !r.heartbeat;
         }
         for (auto& r : receives) {
             if (r.done) continue;
             int flag = 0;
             if (int rc = MPI_Test(&r.request, &flag, MPI_STATUS_IGNORE)) fail(rc, r.source);
             r.done = flag != 0;
-            // Bytes are arriving from it: it is alive.
-            heard[static_cast<std::size_t>(r.source)] = clock::now();
         }
-        while (!receives.empty() && receives.front().done) {
-            auto r = std::move(receives.front());
-            receives.pop_front();
-            heard[static_cast<std::size_t>(r.source)] = clock::now();
-            if (silent[static_cast<std::size_t>(r.source)]) {
-                silent[static_cast<std::size_t>(r.source)] = 0;
-                if (m_cb.on_heard_again) m_cb.on_heard_again(r.source);
+        // Delivered in order from each rank; what one rank has not finished
+        // sending holds back nothing from the others. A rank is heard each
+        // time a message or a piece from it is complete.
+        std::vector<char> blocked(ranks, 0);
+        for (auto r = receives.begin(); r != receives.end();) {
+            const auto source = static_cast<std::size_t>(r->source);
+            if (!r->done || (!r->heartbeat && blocked[source])) {
+                if (!r->heartbeat) blocked[source] = 1;
+                ++r;
+                continue;
             }
-            if (header_of(r.message.view()).kind != kind::heartbeat && m_cb.on_message)
-                m_cb.on_message(r.source, std::move(r.message));
+            auto message = std::move(r->message);
+            const bool deliver = !r->heartbeat && r->carries;
+            r = receives.erase(r);
+            heard[source] = clock::now();
+            if (silent[source]) {
+                silent[source] = 0;
+                if (m_cb.on_heard_again) m_cb.on_heard_again(static_cast<int>(source));
+            }
+            if (deliver && m_cb.on_message) m_cb.on_message(static_cast<int>(source), std::move(message));
         }
 
         if (!send_requests.empty()) {
@@ -299,13 +358,17 @@ void link::run() {
             if (done != MPI_UNDEFINED && done > 0) {
                 std::size_t kept = 0;
                 for (std::size_t i = 0; i < send_requests.size(); ++i) {
-                    if (send_requests[i] == MPI_REQUEST_NULL) continue;
+                    if (send_requests[i] == MPI_REQUEST_NULL) {
+                        if (sends[i].piece) --pieces_out[static_cast<std::size_t>(sends[i].dest)];
+                        continue;
+                    }
                     send_requests[kept] = send_requests[i];
                     sends[kept] = std::move(sends[i]);
                     ++kept;
                 }
                 send_requests.resize(kept);
                 sends.resize(kept);
+                for (int dest = 0; dest < m_size; ++dest) pump(dest);
             }
         }
 
@@ -321,12 +384,18 @@ void link::run() {
         }
 
         // Sleep between polls: a microsecond (in practice some 25 µs, the
-        // machine's wake-up time) for a while after traffic, as an answer is
-        // likely soon, then longer, never more than 1 ms when idle.
+        // machine's wake-up time) while bytes are moving and for a while
+        // after traffic, as an answer is likely soon; then longer, never more
+        // than 1 ms when idle. Transfers with a rank gone silent do not count:
+        // they may never complete.
         if (active) last_activity = clock::now();
         const auto idle = clock::now() - last_activity;
+        const auto live = [&](int rank) { return !silent[static_cast<std::size_t>(rank)]; };
+        const bool moving =
+            std::any_of(sends.begin(), sends.end(), [&](auto& x) { return live(x.dest); }) ||
+            std::any_of(receives.begin(), receives.end(), [&](auto& x) { return live(x.source); });
         auto pause = std::chrono::microseconds(1000);
-        if (!sends.empty() || !receives.empty() || idle < std::chrono::milliseconds(3))
+        if (moving || idle < std::chrono::milliseconds(3))
             pause = std::chrono::microseconds(1);
         else if (idle < std::chrono::milliseconds(20))
             pause = std::chrono::microseconds(200);

@@ -113,9 +113,9 @@ private:
     std::vector<std::pair<int, std::shared_ptr<const std::string>>> m_outbox;
 };
 
-/// Messages above this size are sent with a derived datatype (MPI counts are
-/// `int`); a test may lower it with CORUN_MPI_LARGE_MESSAGE.
-std::size_t large_message_threshold();
+/// Messages above this size (4 MiB) are sent in pieces of it; a test may
+/// lower it with CORUN_MPI_PIECE (bytes).
+std::size_t piece_size();
 
 /// The loaded modules, one "path build-id" line each, to compare across hosts.
 std::string module_list();

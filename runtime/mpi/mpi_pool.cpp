@@ -84,6 +84,35 @@ process_pool_options decode_options(std::string_view bytes) {
     return o;
 }
 
+/// A crashed worker's error, naming the host and the rank it ran under.
+std::exception_ptr named_crash(std::exception_ptr e, int rank) {
+    if (!e) return e;
+    try {
+        std::rethrow_exception(e);
+    } catch (const worker_crashed& c) {
+        if (c.rank() >= 0) return e;
+        const std::string host = host_name();
+        return std::make_exception_ptr(worker_crashed(
+            c.pid(), c.signal(), c.exit_code(),
+            std::string(c.what()) + " (on host " + host + ", rank " + std::to_string(rank) + ")", host,
+            rank));
+    } catch (...) {
+        return e;
+    }
+}
+
+/// Why a host's pool closed itself (its workers could not start), if `e` says so.
+std::optional<std::string> closed_because(const std::exception_ptr& e) {
+    if (!e) return std::nullopt;
+    try {
+        std::rethrow_exception(e);
+    } catch (const pool_closed& c) {
+        return c.reason();
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
 std::string_view payload_of(std::string_view m) {
     return m.substr(sizeof(mpi::header));
 }
@@ -191,13 +220,12 @@ public:
         std::string refused;
         for (int r : ranks) {
             auto reply = m_session->wait_reply(mpi::pool_ready, m_pool, r, std::chrono::seconds(60));
-            if (!reply) {
-                refused += m_session->describe(r) + " did not answer; ";
-                continue;
-            }
-            const auto error = payload_of(*reply);
-            if (!error.empty()) {
-                refused += m_session->describe(r) + ": " + std::string(error) + "; ";
+            const auto error = reply ? payload_of(*reply) : std::string_view();
+            if (!reply || !error.empty()) {
+                refused +=
+                    m_session->describe(r) + (reply ? ": " + std::string(error) : " did not answer") + "; ";
+                // Should it answer late, its pool goes at once.
+                m_session->net->send(r, mpi::message(mpi::close_pool, m_pool, 0, 1));
                 continue;
             }
             std::lock_guard l(m_session->lock);
@@ -285,9 +313,16 @@ public:
     }
 
     /// The agent `rank` stopped answering: what it held runs elsewhere.
-    void on_host_lost(int rank) {
+    void on_host_lost(int rank) { drop_host(rank, {}); }
+
+    /// The host of `rank` takes no more work; what it held runs elsewhere.
+    /// Its pool is told to stop, for when it hears (a stopped host resumed).
+    void drop_host(int rank, const std::string& why) {
         auto* h = find_host(rank);
         if (!h || h->lost) return;
+        if (!why.empty())
+            std::fprintf(stderr, "corun: mpi_pool: host %s (rank %d) leaves the pool: %s\n", h->name.c_str(),
+                         rank, why.c_str());
         h->lost = true;
         h->credit = 0;
         std::vector<pool_task*> back;
@@ -300,8 +335,14 @@ public:
             t->frame = std::make_shared<std::string>(*t->frame);
         }
         m_queue.insert(m_queue.begin(), back.begin(), back.end());
+        if (rank == 0) {
+            if (m_local) m_local->terminate();
+        } else {
+            m_session->net->send(rank, mpi::message(mpi::close_pool, m_pool, 0, 1));
+        }
         if (!usable()) {
-            if (m_close_reason.empty()) m_close_reason = "every host of the pool is lost";
+            if (m_close_reason.empty())
+                m_close_reason = "every host of the pool is lost" + (why.empty() ? "" : " (" + why + ")");
             m_closed = true;
             auto queued = std::move(m_queue);
             m_queue.clear();
@@ -386,6 +427,7 @@ private:
         return std::any_of(m_hosts.begin(), m_hosts.end(), [](const host& h) { return !h.lost; });
     }
 
+    /// A task's answer from the host of `rank` (0: rank 0's own workers).
     void answer(int rank, std::uint64_t id, std::exception_ptr error, std::string_view bytes) {
         auto* h = find_host(rank);
         if (!h) return;
@@ -393,10 +435,26 @@ private:
         if (it == h->inflight.end()) return;  // from a lost host, or already failed
         pool_task* t = it->second;
         h->inflight.erase(it);
+        if (auto why = closed_because(error); why && !m_closed) {
+            // That host's pool gave up (its workers cannot start): the task
+            // runs elsewhere and the host gets no more.
+            if (t) m_queue.push_front(t);
+            drop_host(rank, "its pool closed itself: " + *why);
+            return;
+        }
         if (!h->lost) ++h->credit;
-        if (t) t->complete(std::move(error), bytes);
-        dispatch();
-        check_join();
+        if (t) t->complete(named_crash(std::move(error), rank), bytes);
+        if (rank == 0) {
+            // From inside the local pool's core: the next tasks go to it
+            // later, not from within its own answer.
+            asio::post(m_ex, [self = shared_from_this()] {
+                self->dispatch();
+                self->check_join();
+            });
+        } else {
+            dispatch();
+            check_join();
+        }
     }
 
     void dispatch() {
@@ -434,19 +492,7 @@ private:
 
     void local_answer(std::uint64_t id, std::exception_ptr e, std::string_view r) {
         m_local_tasks.erase(id);
-        // Called from inside the local pool's core: the next tasks go to it
-        // later, not from within its own answer.
-        auto* h = find_host(0);
-        auto it = h->inflight.find(id);
-        if (it == h->inflight.end()) return;
-        pool_task* t = it->second;
-        h->inflight.erase(it);
-        ++h->credit;
-        if (t) t->complete(std::move(e), r);
-        asio::post(m_ex, [self = shared_from_this()] {
-            self->dispatch();
-            self->check_join();
-        });
+        answer(0, id, std::move(e), r);
     }
 
     void close_local() {
@@ -526,6 +572,8 @@ void core_join(mpi_pool_core& core, join_waiters::handler handler) {
 void session_state::on_message(int source, mpi::received received) {
     const auto h = mpi::header_of(received.view());
     std::unique_lock l(lock);
+    // A pool that has gone (or gave up waiting) wants nothing more.
+    if (h.kind != mpi::hello && !pools.count(h.pool)) return;
     if (h.kind == mpi::hello || h.kind == mpi::pool_ready || h.kind == mpi::pool_gone) {
         // Awaited by a blocked caller (pool_gone by a destructor too).
         replies[{h.kind, h.pool, source}] = std::string(received.view());
@@ -594,8 +642,8 @@ public:
 
 private:
     struct hosted {
-        std::unique_ptr<process_pool> pool;
         std::unordered_map<std::uint64_t, forward_task*> tasks;
+        std::unique_ptr<process_pool> pool;  // destroyed first: it completes the tasks
     };
 
     void reply(std::string m) { m_session.net->send(0, std::move(m)); }
@@ -624,27 +672,11 @@ private:
             if (auto q = m_pools.find(pool); q != m_pools.end()) q->second.tasks.erase(id);
             if (!e) return reply(mpi::message(mpi::result, pool, id, 0, r));
             std::string payload;
-            encode_failure(payload, name_host(std::move(e)));
+            encode_failure(payload, named_crash(std::move(e), m_session.rank));
             reply(mpi::message(mpi::failure, pool, id, 0, payload));
         };
         p->second.tasks[id] = f;
         p->second.pool->submit_task(f);
-    }
-
-    /// A crashed worker's error names the host and the rank it ran under.
-    std::exception_ptr name_host(std::exception_ptr e) {
-        try {
-            std::rethrow_exception(e);
-        } catch (const worker_crashed& c) {
-            const std::string host = host_name();
-            return std::make_exception_ptr(worker_crashed(c.pid(), c.signal(), c.exit_code(),
-                                                          std::string(c.what()) + " (on host " + host +
-                                                              ", rank " + std::to_string(m_session.rank) +
-                                                              ")",
-                                                          host, m_session.rank));
-        } catch (...) {
-            return e;
-        }
     }
 
     void close(std::uint32_t pool, bool terminate) {
@@ -660,7 +692,11 @@ private:
     }
 
     void stop() {
-        m_pools.clear();  // each pool's destructor stops and reaps its workers
+        // Each pool's destructor stops and reaps its workers, and completes
+        // its tasks, whose answers look for their pool: it is gone by then.
+        auto pools = std::move(m_pools);
+        m_pools.clear();
+        for (auto& [id, p] : pools) p.pool.reset();
         m_guard.reset();
         m_io.stop();
     }
@@ -703,7 +739,10 @@ private:
 // The session.
 
 mpi_session::mpi_session(int& /*argc*/, char**& /*argv*/, mpi_options options) {
-    if (detail::g_session) throw std::logic_error("corun: only one mpi_session may exist in a process");
+    // MPI starts once per process: not again after MPI_Finalize.
+    static bool made = false;
+    if (made) throw std::logic_error("corun: only one mpi_session may be made in a process");
+    made = true;
     auto s = std::make_unique<detail::session_state>();
     s->options = options;
     if (!detail::launched_by_mpi()) {
