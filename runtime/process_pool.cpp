@@ -264,6 +264,8 @@ public:
     const executor& get_executor() const { return m_ex; }
     std::size_t workers() const { return m_options.workers; }
 
+    std::string closed_reason() const { return m_closed ? m_close_reason : std::string(); }
+
     std::vector<int> pids() const {
         std::vector<int> out;
         for (auto& w : m_workers)
@@ -1180,6 +1182,9 @@ process_pool::~process_pool() {
 
 std::vector<int> process_pool::worker_pids() const {
     return m_core->pids();
+}
+std::string process_pool::closed_reason() const {
+    return m_core->closed_reason();
 }
 
 }  // namespace corun

@@ -239,9 +239,34 @@ TEST_CASE("kill -9 of a worker on another rank fails its task with worker_crashe
         CHECK(crash->pid() > 0);
         CHECK(crash->signal() == SIGKILL);
         CHECK(std::string(crash->what()).find("rank 1") != std::string::npos);
+        // On rank 0's own host too.
+        try {
+            for (int i = 0; i < 60; ++i) co_await pool.submit(die_on_rank, 0);
+            FAIL("no task reached rank 0");
+        } catch (const corun::worker_crashed& e) {
+            CHECK(e.rank() == 0);
+            CHECK(!e.host().empty());
+        }
         // The rest of a map completes even where a worker dies.
         const auto ranks = co_await pool.map(rank_after, std::vector<long>(30, 10), {.chunksize = 1});
         CHECK(std::set<int>(ranks.begin(), ranks.end()) == std::set<int>{0, 1, 2});
+    }());
+}
+
+void no_start_on_rank_2() {
+    if (rank_here() == 2) throw std::runtime_error("this host cannot start workers");
+}
+
+TEST_CASE("a host whose workers cannot start leaves the pool; its tasks run elsewhere", "[mpi_pool]") {
+    block_on_within(60s, []() -> awaitable<void> {
+        corun::mpi_pool pool{co_await corun::this_executor(),
+                             {.pool = {.workers = 1, .initializer = no_start_on_rank_2}}};
+        const auto ranks = co_await pool.map(rank_after, std::vector<long>(40, 5), {.chunksize = 1});
+        CHECK(ranks.size() == 40);
+        CHECK(std::set<int>(ranks.begin(), ranks.end()) == std::set<int>{0, 1});
+        for (int i = 0; i < 20; ++i) CHECK(co_await pool.submit(rank_after, 1L) != 2);
+        for (const auto& h : pool.hosts()) CHECK(h.lost == (h.rank == 2));
+        CHECK(pool.workers() == 2);
     }());
 }
 

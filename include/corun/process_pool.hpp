@@ -277,6 +277,9 @@ public:
     void submit_task(detail::pool_task* task) { detail::core_submit(*m_core, task); }
     /// Internal: cancels a task given to `submit_task`; it completes at once.
     void cancel_task(detail::pool_task* task) { detail::core_cancel(*m_core, task); }
+    /// Internal: why the pool takes no more tasks (it was closed, or gave
+    /// up); empty while it does.
+    std::string closed_reason() const;
 };
 
 }  // namespace corun

@@ -492,6 +492,10 @@ private:
 
     void local_answer(std::uint64_t id, std::exception_ptr e, std::string_view r) {
         m_local_tasks.erase(id);
+        // As on an agent: a pool that gave up is not the task's fault.
+        if (e && !m_closed)
+            if (auto why = m_local->closed_reason(); !why.empty())
+                e = std::make_exception_ptr(pool_closed(why));
         answer(0, id, std::move(e), r);
     }
 
@@ -643,6 +647,7 @@ public:
 private:
     struct hosted {
         std::unordered_map<std::uint64_t, forward_task*> tasks;
+        bool closing = false;                // rank 0 closed it
         std::unique_ptr<process_pool> pool;  // destroyed first: it completes the tasks
     };
 
@@ -669,8 +674,14 @@ private:
         f->frame = std::make_shared<std::string>(frame);
         f->batch = true;
         f->done = [this, pool, id](std::exception_ptr e, std::string_view r) {
-            if (auto q = m_pools.find(pool); q != m_pools.end()) q->second.tasks.erase(id);
+            auto q = m_pools.find(pool);
+            if (q != m_pools.end()) q->second.tasks.erase(id);
             if (!e) return reply(mpi::message(mpi::result, pool, id, 0, r));
+            // This host's pool gave up (its workers cannot start): the task
+            // is not at fault, and rank 0 runs it elsewhere.
+            if (q != m_pools.end() && !q->second.closing)
+                if (auto why = q->second.pool->closed_reason(); !why.empty())
+                    e = std::make_exception_ptr(pool_closed(why));
             std::string payload;
             encode_failure(payload, named_crash(std::move(e), m_session.rank));
             reply(mpi::message(mpi::failure, pool, id, 0, payload));
@@ -682,6 +693,7 @@ private:
     void close(std::uint32_t pool, bool terminate) {
         auto p = m_pools.find(pool);
         if (p == m_pools.end()) return reply(mpi::message(mpi::pool_gone, pool, 0));
+        p->second.closing = true;
         if (terminate) p->second.pool->terminate();
         p->second.pool->join([this, pool](std::exception_ptr) {
             asio::post(m_io, [this, pool] {
