@@ -44,7 +44,7 @@ struct mpi_host {
 ///   every `mpi_pool` is a local process pool.
 ///
 /// All MPI calls are made by one progress thread of the session's own; it
-/// sleeps when there is no traffic (at most 1 ms between polls).
+/// sleeps when there is no traffic (at most 2 ms between polls).
 ///
 /// @code
 /// int main(int argc, char** argv) {

@@ -385,20 +385,22 @@ void link::run() {
 
         // Sleep between polls: a microsecond (in practice some 25 µs, the
         // machine's wake-up time) while bytes are moving and for a while
-        // after traffic, as an answer is likely soon; then longer, never more
-        // than 1 ms when idle. Transfers with a rank gone silent do not count:
-        // they may never complete.
+        // after traffic, as an answer is likely soon; then longer: 1 ms, and
+        // 2 ms after a second without traffic. Transfers with a rank gone
+        // silent do not count: they may never complete.
         if (active) last_activity = clock::now();
         const auto idle = clock::now() - last_activity;
         const auto live = [&](int rank) { return !silent[static_cast<std::size_t>(rank)]; };
         const bool moving =
             std::any_of(sends.begin(), sends.end(), [&](auto& x) { return live(x.dest); }) ||
             std::any_of(receives.begin(), receives.end(), [&](auto& x) { return live(x.source); });
-        auto pause = std::chrono::microseconds(1000);
+        auto pause = std::chrono::microseconds(2000);
         if (moving || idle < std::chrono::milliseconds(3))
             pause = std::chrono::microseconds(1);
         else if (idle < std::chrono::milliseconds(20))
             pause = std::chrono::microseconds(200);
+        else if (idle < std::chrono::seconds(1))
+            pause = std::chrono::microseconds(1000);
         std::unique_lock lock(m_lock);
         m_wake.wait_for(lock, pause, [this] { return !m_outbox.empty() || m_stopping || m_abort_code >= 0; });
     }

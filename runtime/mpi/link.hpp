@@ -56,7 +56,7 @@ struct received {
 /// Starts MPI on its own thread and moves messages: `send` from any thread,
 /// `on_message` called on the link's thread for each one received. Polls
 /// without burning a core: short sleeps for a few milliseconds after any
-/// traffic, then up to 1 ms.
+/// traffic, then longer ones, up to 2 ms once idle for a second.
 class link {
 public:
     struct callbacks {
