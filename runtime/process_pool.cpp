@@ -21,6 +21,7 @@
 #include <system_error>
 #include <thread>
 
+#include "abandon.hpp"
 #include "failure.hpp"
 #include "frame.hpp"
 #include "frame_buffer.hpp"
@@ -143,31 +144,38 @@ struct worker_proc {
     clock::time_point last_answer{};
 };
 
-class process_pool_core;
+namespace {
 
-/// The pools of one event loop. When the loop is destroyed with tasks still
-/// pending (a coroutine awaiting one is never resumed), their handlers must
-/// be destroyed like every other pending handler, so that the coroutines'
-/// frames, and the pools they own, are destroyed too: the pools hold their
-/// tasks, so nothing else would ever free them.
+/// The pools of one event loop (see `abandonable`).
 class pool_service : public asio::execution_context::service {
 public:
     static inline asio::execution_context::id id;
 
     explicit pool_service(asio::execution_context& context) : service(context) {}
 
-    void add(const std::shared_ptr<process_pool_core>& core) {
+    void add(std::weak_ptr<abandonable> core) {
         std::erase_if(m_cores, [](const auto& c) { return c.expired(); });
-        m_cores.push_back(core);
+        m_cores.push_back(std::move(core));
     }
 
 private:
-    void shutdown() override;
+    void shutdown() override {
+        auto cores = std::move(m_cores);
+        m_cores.clear();
+        for (auto& weak : cores)
+            if (auto core = weak.lock()) core->abandon_tasks();
+    }
 
-    std::vector<std::weak_ptr<process_pool_core>> m_cores;
+    std::vector<std::weak_ptr<abandonable>> m_cores;
 };
 
-class process_pool_core : public std::enable_shared_from_this<process_pool_core> {
+}  // namespace
+
+void abandon_with_loop(const executor& ex, std::weak_ptr<abandonable> core) {
+    asio::use_service<pool_service>(asio::query(ex, asio::execution::context)).add(std::move(core));
+}
+
+class process_pool_core : public std::enable_shared_from_this<process_pool_core>, public abandonable {
 public:
     process_pool_core(executor ex, process_pool_options options)
         : m_ex(std::move(ex)),
@@ -243,13 +251,13 @@ public:
         ::fcntl(m_server.control, F_SETFL, ::fcntl(m_server.control, F_GETFL) | O_NONBLOCK);
         for (auto& m : early_exits) on_server_message(m);
         wait_control();
-        asio::use_service<pool_service>(asio::query(m_ex, asio::execution::context)).add(shared_from_this());
+        abandon_with_loop(m_ex, weak_from_this());
     }
 
     /// The event loop is being destroyed: every pending task's handler is
     /// destroyed uncalled (which may destroy this pool's owner, and so run
     /// `shutdown`).
-    void abandon_tasks() {
+    void abandon_tasks() override {
         if (m_finished) return;
         m_closed = true;
         std::vector<pool_task*> tasks(m_queue.begin(), m_queue.end());
@@ -1134,13 +1142,6 @@ private:
     bool m_finished = false;
     bool m_server_gone = false;
 };
-
-void pool_service::shutdown() {
-    auto cores = std::move(m_cores);
-    m_cores.clear();
-    for (auto& weak : cores)
-        if (auto core = weak.lock()) core->abandon_tasks();
-}
 
 std::string new_task_frame() {
     return std::string(sizeof(frame_header), '\0');

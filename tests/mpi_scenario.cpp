@@ -119,7 +119,8 @@ std::string made_by_rank(long mib) {
 /// Rank 1's agent is stopped while it sends a large result: it is found lost
 /// within the heartbeat time, the task is made again elsewhere, and small
 /// tasks meanwhile run on rank 2.
-corun::awaitable<int> stop_mid_transfer(const corun::mpi_session& mpi) {
+corun::awaitable<int> stop_mid_transfer(const corun::mpi_session& mpi,
+                                        std::chrono::milliseconds heartbeat_timeout) {
     corun::mpi_pool pool{co_await corun::this_executor(), {.pool = {.workers = 2}, .local_workers = false}};
     const int victim = pid_of_rank(mpi, 1);
     const long start_rss = rss_kib();
@@ -133,7 +134,7 @@ corun::awaitable<int> stop_mid_transfer(const corun::mpi_session& mpi) {
         ::kill(victim, SIGSTOP);
         for (int i = 0; i < 4; ++i)
             if (co_await pool.submit(nap, 1L) == 1) ++small_on_2;
-        co_await pause(3s);  // past the heartbeat timeout
+        co_await pause(heartbeat_timeout + 1500ms);  // past the heartbeat timeout
         ::kill(victim, SIGCONT);
     };
     co_await corun::gather(fetch(), stop_mid_way());
@@ -186,11 +187,14 @@ corun::awaitable<int> serve() {
 
 int main(int argc, char** argv) {
     const std::string mode = argc > 1 ? argv[1] : "serve";
-    const auto timeout = std::chrono::milliseconds(1500);
+    // Short for the cases that wait for a host to be found lost; longer where
+    // large transfers run on a machine that may be loaded (no host is lost).
+    const auto timeout =
+        std::chrono::milliseconds(mode == "stop-agent" || mode == "kill-agent" ? 1500 : 4000);
     corun::mpi_session mpi(argc, argv, {.heartbeat_interval = 100ms, .heartbeat_timeout = timeout});
     if (mode == "stop-agent") return corun::run(stop_agent(mpi, timeout));
     if (mode == "kill-agent") return corun::run(kill_agent(mpi));
-    if (mode == "stop-mid-transfer") return corun::run(stop_mid_transfer(mpi));
+    if (mode == "stop-mid-transfer") return corun::run(stop_mid_transfer(mpi, timeout));
     if (mode == "large") return corun::run(large(mpi));
     return corun::run(serve());
 }

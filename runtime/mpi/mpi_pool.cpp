@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "../abandon.hpp"
 #include "../failure.hpp"
 #include "link.hpp"
 
@@ -160,29 +161,10 @@ struct session_state {
 
 session_state* g_session = nullptr;
 
-class mpi_pool_core;
-
-/// The MPI pools of one event loop: as process_pool's service does, it
-/// destroys the handlers of tasks still pending when the loop is destroyed,
-/// so that the coroutines awaiting them (and the pools they own) go too.
-class mpi_pool_service : public asio::execution_context::service {
-public:
-    static inline asio::execution_context::id id;
-    explicit mpi_pool_service(asio::execution_context& context) : service(context) {}
-    void add(const std::shared_ptr<mpi_pool_core>& core) {
-        std::erase_if(m_cores, [](const auto& c) { return c.expired(); });
-        m_cores.push_back(core);
-    }
-
-private:
-    void shutdown() override;
-    std::vector<std::weak_ptr<mpi_pool_core>> m_cores;
-};
-
 // ---------------------------------------------------------------------------
 // Rank 0: the pool's core.
 
-class mpi_pool_core : public std::enable_shared_from_this<mpi_pool_core> {
+class mpi_pool_core : public std::enable_shared_from_this<mpi_pool_core>, public abandonable {
 public:
     mpi_pool_core(executor ex, mpi_pool_options options, session_state* s)
         : m_ex(std::move(ex)), m_options(options), m_session(s) {}
@@ -199,8 +181,7 @@ public:
     };
 
     void start() {
-        asio::use_service<mpi_pool_service>(asio::query(m_ex, asio::execution::context))
-            .add(shared_from_this());
+        abandon_with_loop(m_ex, weak_from_this());
         const bool remote = m_session && m_session->net && m_session->size > 1;
         std::vector<int> ranks;
         if (remote) {
@@ -240,9 +221,7 @@ public:
 
     const executor& get_executor() const { return m_ex; }
 
-    /// The event loop is being destroyed: every pending task's handler is
-    /// destroyed without being called.
-    void abandon_tasks() {
+    void abandon_tasks() override {
         if (m_finished) return;
         m_closed = true;
         std::vector<pool_task*> tasks(m_queue.begin(), m_queue.end());
@@ -541,13 +520,6 @@ private:
     std::string m_close_reason;
     bool m_closed = false, m_finished = false, m_hosts_closing = false, m_local_joining = false;
 };
-
-void mpi_pool_service::shutdown() {
-    auto cores = std::move(m_cores);
-    m_cores.clear();
-    for (auto& weak : cores)
-        if (auto core = weak.lock()) core->abandon_tasks();
-}
 
 void core_submit(mpi_pool_core& core, pool_task* task) {
     asio::dispatch(core.get_executor(), [c = core.shared_from_this(), task] { c->submit(task); });
