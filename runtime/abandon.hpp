@@ -1,6 +1,8 @@
-// Pools' pending tasks when their event loop is destroyed (private to the runtime).
+// What the pools' cores share: a task's cancellation, and their pending tasks
+// when the event loop is destroyed (private to the runtime).
 #pragma once
 
+#include <exception>
 #include <memory>
 
 #include "corun/awaitable.hpp"
@@ -18,6 +20,9 @@ public:
     /// Destroys every pending task's handler without calling it.
     virtual void abandon_tasks() = 0;
 };
+
+/// The error of a task cancelled, or failed by `terminate`: operation_aborted.
+CORUN_API std::exception_ptr task_cancelled();
 
 /// Has `core` abandon its tasks when the event loop of `ex` is destroyed.
 CORUN_API void abandon_with_loop(const executor& ex, std::weak_ptr<abandonable> core);

@@ -54,11 +54,6 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-std::exception_ptr aborted() {
-    return std::make_exception_ptr(
-        boost::system::system_error(asio::error::operation_aborted, "corun: task cancelled"));
-}
-
 /// Like transfer_all, but lets one write take megabytes rather than Asio's
 /// default 64 KiB, so a map chunk goes out in a few system calls.
 std::size_t big_writes(const boost::system::error_code& ec, std::size_t) {
@@ -170,6 +165,11 @@ private:
 };
 
 }  // namespace
+
+std::exception_ptr task_cancelled() {
+    return std::make_exception_ptr(
+        boost::system::system_error(asio::error::operation_aborted, "corun: task cancelled"));
+}
 
 void abandon_with_loop(const executor& ex, std::weak_ptr<abandonable> core) {
     asio::use_service<pool_service>(asio::query(ex, asio::execution::context)).add(std::move(core));
@@ -296,7 +296,7 @@ public:
     void cancel(pool_task* t) {
         if (auto q = std::find(m_queue.begin(), m_queue.end(), t); q != m_queue.end()) {
             m_queue.erase(q);
-            t->complete(aborted(), {});
+            t->complete(task_cancelled(), {});
             return;
         }
         for (auto& w : m_workers) {
@@ -322,7 +322,7 @@ public:
                 kill_worker(*w);
             }
             // Otherwise it is done, and its answer, on its way, is dropped.
-            t->complete(aborted(), {});
+            t->complete(task_cancelled(), {});
             dispatch();
             check_join();
             return;
@@ -338,10 +338,10 @@ public:
 
     void terminate() {
         close("terminate() was called");
-        fail_queued(aborted());
+        fail_queued(task_cancelled());
         for (auto& w : m_workers) {
             if (!w) continue;
-            fail_held(*w, aborted());
+            fail_held(*w, task_cancelled());
             kill_worker(*w);
         }
         check_join();
@@ -360,11 +360,11 @@ public:
     void shutdown() {
         if (m_finished) return;
         close("the pool was destroyed");
-        fail_queued(aborted());
+        fail_queued(task_cancelled());
         for (auto& w : m_workers) {
             if (!w) continue;
             const bool busy = w->busy();
-            fail_held(*w, aborted());
+            fail_held(*w, task_cancelled());
             if (busy) kill_worker(*w);  // its answers would be thrown away
             let_go(*w);
         }

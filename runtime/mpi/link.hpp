@@ -26,7 +26,7 @@ static_assert(sizeof(header) == 24);
 
 enum kind : std::uint32_t {
     hello = 1,   // agent → 0: host name, pid, loaded modules
-    welcome,     // 0 → agent: heartbeat interval (aux, in µs); or refused (id = 1)
+    welcome,     // 0 → agent: heartbeat interval (aux, in µs)
     open_pool,   // 0 → agent: a pool's options
     pool_ready,  // agent → 0: its workers (aux), or why not (payload)
     task,        // 0 → agent: a task frame (id)

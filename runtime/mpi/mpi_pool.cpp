@@ -27,11 +27,6 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-std::exception_ptr aborted() {
-    return std::make_exception_ptr(
-        boost::system::system_error(asio::error::operation_aborted, "corun: task cancelled"));
-}
-
 std::string host_name() {
     char name[256] = {};
     ::gethostname(name, sizeof name - 1);
@@ -261,7 +256,7 @@ public:
     void cancel(pool_task* t) {
         if (auto q = std::find(m_queue.begin(), m_queue.end(), t); q != m_queue.end()) {
             m_queue.erase(q);
-            return t->complete(aborted(), {});
+            return t->complete(task_cancelled(), {});
         }
         for (auto& h : m_hosts) {
             auto it = h.inflight.find(t->id);
@@ -273,7 +268,7 @@ public:
             } else {
                 m_session->net->send(h.rank, mpi::message(mpi::cancel, m_pool, t->id));
             }
-            t->complete(aborted(), {});
+            t->complete(task_cancelled(), {});
             return;
         }
     }
@@ -342,10 +337,10 @@ public:
         close("terminate() was called");
         auto queued = std::move(m_queue);
         m_queue.clear();
-        for (auto* t : queued) t->complete(aborted(), {});
+        for (auto* t : queued) t->complete(task_cancelled(), {});
         for (auto& h : m_hosts) {
             for (auto& [id, t] : h.inflight)
-                if (t) std::exchange(t, nullptr)->complete(aborted(), {});
+                if (t) std::exchange(t, nullptr)->complete(task_cancelled(), {});
             if (h.rank != 0 && !h.lost)
                 m_session->net->send(h.rank, mpi::message(mpi::close_pool, m_pool, 0, 1));
         }
@@ -369,11 +364,11 @@ public:
         m_closed = true;
         auto queued = std::move(m_queue);
         m_queue.clear();
-        for (auto* t : queued) t->complete(aborted(), {});
+        for (auto* t : queued) t->complete(task_cancelled(), {});
         std::vector<int> waiting;
         for (auto& h : m_hosts) {
             for (auto& [id, t] : h.inflight)
-                if (t) std::exchange(t, nullptr)->complete(aborted(), {});
+                if (t) std::exchange(t, nullptr)->complete(task_cancelled(), {});
             if (h.rank == 0 || h.lost || h.gone) continue;
             if (!m_hosts_closing) m_session->net->send(h.rank, mpi::message(mpi::close_pool, m_pool, 0, 1));
             waiting.push_back(h.rank);
@@ -595,7 +590,6 @@ public:
         const auto h = mpi::header_of(m);
         switch (h.kind) {
             case mpi::welcome:
-                if (h.id != 0) stop();  // refused: rank 0 ends the job
                 m_session.net->set_heartbeat(std::chrono::microseconds(h.aux));
                 return;
             case mpi::open_pool:
