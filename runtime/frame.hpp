@@ -12,7 +12,8 @@ namespace corun::detail {
 struct frame_header {
     std::uint64_t length;
     std::uint32_t kind;
-    std::uint32_t reserved;
+    /// `frame_flag`s (see shared_segment.hpp).
+    std::uint32_t flags;
     /// The task's sequence number at its worker (see `worker_board`).
     std::uint64_t id;
 };

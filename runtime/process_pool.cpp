@@ -26,6 +26,7 @@
 #include "frame.hpp"
 #include "frame_buffer.hpp"
 #include "output_relay.hpp"
+#include "shared_segment.hpp"
 #include "worker.hpp"
 
 namespace corun {
@@ -53,12 +54,6 @@ namespace detail {
 namespace {
 
 using clock = std::chrono::steady_clock;
-
-/// Like transfer_all, but lets one write take megabytes rather than Asio's
-/// default 64 KiB, so a map chunk goes out in a few system calls.
-std::size_t big_writes(const boost::system::error_code& ec, std::size_t) {
-    return ec ? 0 : std::size_t(4) << 20;
-}
 
 /// How long, once the pool is going, workers and their output get before
 /// they are killed or dropped: the bound on a destructor's wait.
@@ -88,7 +83,10 @@ struct worker_proc {
         out.non_blocking(true);
         err.non_blocking(true);
     }
-    ~worker_proc() { ::munmap(board, sizeof(worker_board)); }
+    ~worker_proc() {
+        ::munmap(board, sizeof(worker_board));
+        close_all(fds);
+    }
 
     struct held {
         std::uint64_t seq;
@@ -106,14 +104,25 @@ struct worker_proc {
     bool relay_open[2] = {true, true};
     bool relay_paused[2] = {false, false};
     bool output_expired = false;
-    /// Answers as they arrive, [rpos, rend) not yet parsed.
+    /// Answers as they arrive, [rpos, rend) not yet parsed, and the
+    /// descriptors of their segments, in order.
     frame_buffer rbuf;
     std::size_t rpos = 0, rend = 0;
-    /// Frames to send with their sequence numbers, and the bytes of the write
+    std::deque<int> fds;
+    /// Tasks to send with their sequence numbers, and the bytes of the write
     /// in progress: one buffer, which measured twice as fast as a gather-write
-    /// of the frames themselves.
-    std::vector<std::pair<std::shared_ptr<const std::string>, std::uint64_t>> pending;
+    /// of the frames themselves, with the segments that go with some of its
+    /// frames (each with its frame's first byte).
+    struct outgoing {
+        std::shared_ptr<const std::string> frame;
+        std::shared_ptr<wire::segment_sink> segment;
+        std::uint64_t seq;
+        bool inline_answer;
+    };
+    std::vector<outgoing> pending;
     std::string writing_bytes;
+    std::size_t written = 0;
+    std::deque<std::pair<std::size_t, std::shared_ptr<wire::segment_sink>>> attached;
     bool writing = false;
     std::deque<held> inflight;
     std::uint64_t next_seq;
@@ -283,7 +292,8 @@ public:
 
     void submit(pool_task* t) {
         if (m_closed) return t->complete(std::make_exception_ptr(pool_closed(m_close_reason)), {});
-        const std::uint64_t size = t->frame->size() - sizeof(frame_header);
+        const std::uint64_t size =
+            t->frame->size() - sizeof(frame_header) + (t->segment ? t->segment->size() : 0);
         if (size > m_options.max_frame_size)
             return t->complete(std::make_exception_ptr(value_too_large("a task (its function and arguments)",
                                                                        size, m_options.max_frame_size)),
@@ -471,7 +481,7 @@ private:
         const std::uint64_t seq = w.next_seq++;
         w.board->mark_queued(seq);
         w.inflight.push_back({seq, t, clock::now()});
-        w.pending.emplace_back(t->frame, seq);
+        w.pending.push_back({t->frame, t->segment, seq, t->inline_answer});
         if (m_options.max_tasks_per_child && ++w.assigned >= m_options.max_tasks_per_child) w.retiring = true;
         if (!w.writing) start_write(m_workers[w.index]);
     }
@@ -480,18 +490,56 @@ private:
         if (w->pending.empty() || w->channel_down) return;
         w->writing = true;
         w->writing_bytes.clear();
-        for (auto& [frame, seq] : w->pending) {
-            const frame_header h{frame->size() - sizeof(frame_header), task_frame, 0, seq};
+        w->written = 0;
+        for (auto& f : w->pending) {
+            const std::uint32_t flags = (f.segment ? std::uint32_t(has_segment) : 0u) |
+                                        (f.inline_answer ? std::uint32_t(inline_answer) : 0u);
+            if (f.segment) w->attached.emplace_back(w->writing_bytes.size(), f.segment);
+            const frame_header h{f.frame->size() - sizeof(frame_header), task_frame, flags, f.seq};
             w->writing_bytes.append(reinterpret_cast<const char*>(&h), sizeof h);
-            w->writing_bytes.append(*frame, sizeof(frame_header));
+            w->writing_bytes.append(*f.frame, sizeof(frame_header));
         }
         w->pending.clear();
-        asio::async_write(w->channel, asio::buffer(w->writing_bytes), big_writes,
-                          [self = shared_from_this(), w](boost::system::error_code ec, std::size_t) {
-                              w->writing = false;
-                              if (ec || self->m_finished) return;  // the read side sees the failure
-                              self->start_write(w);
-                          });
+        continue_write(w);
+    }
+
+    /// Writes what the socket takes, a segment's descriptor with the first
+    /// byte of its frame; then waits for room, or starts the next write.
+    void continue_write(const worker_ptr& w) {
+        const int fd = w->channel.native_handle();
+        while (w->written < w->writing_bytes.size()) {
+            // Up to the next frame with a segment, so that its descriptor
+            // goes with that frame's first byte; a few MiB at a time.
+            std::size_t end = std::min(w->writing_bytes.size(), w->written + (std::size_t(4) << 20));
+            int attach = -1;
+            if (!w->attached.empty()) {
+                if (w->attached.front().first == w->written)
+                    attach = w->attached.front().second->fd();
+                else
+                    end = std::min(end, w->attached.front().first);
+            }
+            const ssize_t n =
+                send_frame_bytes(fd, w->writing_bytes.data() + w->written, end - w->written, attach);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                w->channel.async_wait(asio::socket_base::wait_write,
+                                      [self = shared_from_this(), w](boost::system::error_code ec) {
+                                          if (ec || self->m_finished || w->channel_down) return end_write(*w);
+                                          self->continue_write(w);
+                                      });
+                return;
+            }
+            if (n <= 0) return end_write(*w);  // the read side sees the failure
+            if (attach >= 0) w->attached.pop_front();
+            w->written += static_cast<std::size_t>(n);
+        }
+        w->writing = false;
+        start_write(w);
+    }
+
+    static void end_write(worker_proc& w) {
+        w.writing = false;
+        w.attached.clear();
     }
 
     // ---- answers from a worker --------------------------------------------
@@ -518,8 +566,8 @@ private:
             } catch (const std::bad_alloc&) {
                 return fail_protocol(w, "sent a frame this process has no memory for");
             }
-            const ssize_t n = ::recv(w->channel.native_handle(), w->rbuf.data() + w->rend,
-                                     w->rbuf.capacity() - w->rend, MSG_DONTWAIT);
+            const ssize_t n = receive_frame_bytes(w->channel.native_handle(), w->rbuf.data() + w->rend,
+                                                  w->rbuf.capacity() - w->rend, w->fds);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
             if (n <= 0) {
@@ -569,6 +617,21 @@ private:
             if (w->inflight.empty() || w->inflight.front().seq != h.id)
                 return fail_protocol(w, "sent a malformed frame (an answer to a task it does not hold)");
             if (w->rend - w->rpos - sizeof h < h.length) break;
+            // A result's large blocks: in the segment that came with it.
+            wire::segment_view segment;
+            bool segment_lost = false;  // this process had no descriptor for it
+            if (h.flags & has_segment) {
+                if (h.kind != result_frame || w->fds.empty())
+                    return fail_protocol(w, "sent a malformed frame (a missing shared segment)");
+                segment_lost = w->fds.front() < 0;
+                if (!segment_lost && !inspect_segment(w->fds.front(), segment))
+                    return fail_protocol(w, "sent a malformed frame (a bad shared segment)");
+                if (segment.size > m_options.max_frame_size + 4096 - h.length)
+                    return fail_protocol(w, "sent an oversized frame (" + std::to_string(segment.size) +
+                                                " bytes of shared memory)");
+                w->fds.pop_front();
+            }
+            const fd_closer close_segment{segment.fd};
             const std::string_view payload(w->rbuf.data() + w->rpos + sizeof h, h.length);
             w->rpos += sizeof h + h.length;
             const auto held = w->inflight.front();
@@ -584,8 +647,14 @@ private:
             w->short_tasks = now - std::max(held.sent, w->last_answer) < std::chrono::milliseconds(1);
             w->last_answer = now;
             if (held.task) {
-                if (h.kind == result_frame)
-                    held.task->complete(nullptr, payload);
+                if (segment_lost)
+                    held.task->complete(std::make_exception_ptr(system_failure(
+                                            EMFILE,
+                                            "corun: a result's shared memory could not be received: "
+                                            "this process is out of descriptors")),
+                                        {});
+                else if (h.kind == result_frame)
+                    held.task->complete(nullptr, payload, segment);
                 else
                     held.task->complete(decode_failure(payload, w->pid), {});
             }
@@ -627,6 +696,7 @@ private:
         w->channel_down = true;
         boost::system::error_code ignored;
         w->channel.close(ignored);
+        close_all(w->fds);
         // A worker that closed its channel but lives on is made to exit, so
         // that its exit is always reported.
         if (!w->exited && (w->busy() || !w->protocol_error.empty())) kill_worker(*w);

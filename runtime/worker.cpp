@@ -26,6 +26,7 @@
 #include <fstream>
 #include <memory>
 #include <new>
+#include <optional>
 #include <system_error>
 #include <vector>
 
@@ -33,6 +34,7 @@
 #include "corun/pool_errors.hpp"
 #include "failure.hpp"
 #include "frame.hpp"
+#include "shared_segment.hpp"
 
 namespace corun::detail {
 
@@ -42,16 +44,6 @@ namespace {
     const int e = errno;
     std::fprintf(stderr, "corun: %s: %s\n", what, std::strerror(e));
     _exit(70);
-}
-
-void write_all(int fd, const char* p, std::size_t n) {
-    while (n > 0) {
-        const ssize_t k = ::write(fd, p, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) _exit(0);  // the parent is gone: nothing left to do
-        p += k;
-        n -= static_cast<std::size_t>(k);
-    }
 }
 
 /// Dies with the parent (whose death is that of the thread that forked us).
@@ -104,21 +96,48 @@ void reap_leftovers() {
     }
 }
 
-/// Sends the answers in `out`, after what the task printed.
-void send_answers(int fd, std::string& out) {
+/// Sends the answers in `out`, after what the task printed, with the
+/// descriptor of the last one's segment if it has one.
+void send_answers(int fd, std::string& out, int segment = -1) {
     if (out.empty()) return;
     std::fflush(stdout);
     std::fflush(stderr);
-    write_all(fd, out.data(), out.size());
+    for (std::size_t done = 0; done < out.size();) {
+        const ssize_t k = send_frame_bytes(fd, out.data() + done, out.size() - done, segment);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            pollfd p{fd, POLLOUT, 0};
+            poll(&p, 1, -1);
+            continue;
+        }
+        if (k <= 0) _exit(0);  // the parent is gone: nothing left to do
+        done += static_cast<std::size_t>(k);
+        segment = -1;
+    }
     out.clear();
+}
+
+/// The worker cannot take in a task: it says why on its board and exits.
+[[noreturn]] void cannot_take_task(worker_board& board) {
+    board.exit_reason.store(worker_board::out_of_memory);
+    _exit(worker_out_of_memory);
+}
+
+/// The segment of a task frame flagged `has_segment`: the next descriptor
+/// received (it came with the frame's first byte), -1 if it was lost.
+int take_segment(std::deque<int>& fds) {
+    if (fds.empty()) return -1;
+    const int fd = fds.front();
+    fds.pop_front();
+    return fd;
 }
 
 /// Runs every complete task frame in `in` from `pos`; returns the new `pos`.
 /// Each answer is sent before the next task starts: if that one crashes the
 /// worker, the tasks before it have delivered their results. A task
 /// withdrawn before it started is answered as skipped.
-std::size_t run_frames(int fd, std::string& in, std::size_t pos, std::string& out, worker_board& board,
-                       std::uint64_t max_frame) {
+std::size_t run_frames(int fd, std::string& in, std::size_t pos, std::deque<int>& fds, std::string& out,
+                       worker_board& board, std::uint64_t max_frame) {
     while (in.size() - pos >= sizeof(frame_header)) {
         frame_header h;
         std::memcpy(&h, in.data() + pos, sizeof h);
@@ -126,29 +145,46 @@ std::size_t run_frames(int fd, std::string& in, std::size_t pos, std::string& ou
         const std::string_view payload(in.data() + pos + sizeof h, h.length);
         pos += sizeof h + h.length;
         if (h.kind != task_frame) _exit(0);  // not our parent talking: stop
+        wire::segment_view task_segment;
+        if (h.flags & has_segment) task_segment.fd = take_segment(fds);
+        const fd_closer close_task_segment{task_segment.fd};
         if (!board.claim(h.id)) {
             append_header(out, skipped_frame, h.id);
             continue;
         }
         const std::size_t at = out.size();
         append_header(out, result_frame, h.id);
+        // The result's large blocks go to shared memory, unless the parent
+        // relays the answer to another host.
+        std::optional<wire::segment_sink> result_segment;
+        if (!(h.flags & inline_answer)) result_segment.emplace();
         try {
-            wire::reader r(payload);
-            wire::writer w(out);
+            if ((h.flags & has_segment) && task_segment.fd < 0)
+                throw system_failure(EMFILE,
+                                     "corun: a task's shared memory could not be received: "
+                                     "the worker is out of descriptors");
+            if (task_segment.fd >= 0 && !inspect_segment(task_segment.fd, task_segment))
+                throw std::runtime_error("corun: a task's shared segment is not sealed");
+            wire::reader r(payload, task_segment);
+            wire::writer w(out, result_segment ? &*result_segment : nullptr);
             run_task(r, w);
-            const std::uint64_t size = out.size() - at - sizeof h;
+            const std::uint64_t shared = result_segment ? result_segment->size() : 0;
+            const std::uint64_t size = out.size() - at - sizeof h + shared;
             if (size > max_frame) throw value_too_large("the result of a task", size, max_frame);
-            const frame_header answer{size, result_frame, 0, h.id};
+            if (shared) result_segment->seal();
+            const frame_header answer{out.size() - at - sizeof h, result_frame,
+                                      shared ? std::uint32_t(has_segment) : 0u, h.id};
             std::memcpy(out.data() + at, &answer, sizeof answer);
         } catch (...) {
             out.resize(at);
             append_failure(out, h.id, std::current_exception(), max_frame);
+            result_segment.reset();
         }
         // Cancelled while it ran: the parent is killing this worker, which
         // must start nothing more meanwhile.
         if (!board.finish(h.id))
             for (;;) pause();
-        send_answers(fd, out);
+        send_answers(fd, out, result_segment ? result_segment->fd() : -1);
         reap_leftovers();
     }
     return pos;
@@ -158,12 +194,13 @@ std::size_t run_frames(int fd, std::string& in, std::size_t pos, std::string& ou
 /// channel.
 [[noreturn]] void worker_loop(int fd, worker_board& board, std::uint64_t max_frame) {
     std::string in, out;
+    std::deque<int> fds;
     std::size_t pos = 0;
     constexpr std::size_t buffer_size = 1 << 16;
     std::unique_ptr<char[]> buf(new char[buffer_size]);
     std::uint64_t discard = 0;  // bytes left of a task frame there was no memory for
     for (;;) {
-        pos = run_frames(fd, in, pos, out, board, max_frame);
+        pos = run_frames(fd, in, pos, fds, out, board, max_frame);
         send_answers(fd, out);
         if (pos == in.size()) {
             in.clear();
@@ -184,6 +221,9 @@ std::size_t run_frames(int fd, std::string& in, std::size_t pos, std::string& ou
             } catch (const std::bad_alloc&) {
                 // No room for this task under memory_limit: it fails with
                 // bad_alloc, its bytes are read and dropped.
+                if (h.flags & has_segment) {
+                    const fd_closer dropped{take_segment(fds)};
+                }
                 if (board.claim(h.id)) {
                     append_failure(out, h.id, std::current_exception(), max_frame);
                     if (!board.finish(h.id))
@@ -196,7 +236,7 @@ std::size_t run_frames(int fd, std::string& in, std::size_t pos, std::string& ou
                 continue;
             }
         }
-        const ssize_t n = ::read(fd, buf.get(), buffer_size);
+        const ssize_t n = receive_frame_bytes(fd, buf.get(), buffer_size, fds, true);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             std::fflush(stdout);
@@ -209,8 +249,7 @@ std::size_t run_frames(int fd, std::string& in, std::size_t pos, std::string& ou
         try {
             in.append(buf.get() + dropped, got - dropped);
         } catch (const std::bad_alloc&) {
-            board.exit_reason.store(worker_board::out_of_memory);
-            _exit(worker_out_of_memory);
+            cannot_take_task(board);
         }
     }
 }

@@ -109,6 +109,9 @@ CORUN_API void core_join(mpi_pool_core& core, join_waiters::handler handler);
 /// @endcode
 class CORUN_API mpi_pool : public detail::frame_pool<mpi_pool, detail::mpi_pool_core> {
 public:
+    /// Values cross to other hosts inline, in the frame itself.
+    static constexpr bool shared_memory = false;
+
     explicit mpi_pool(executor ex);
     mpi_pool(executor ex, mpi_pool_options options);
     mpi_pool(const mpi_pool&) = delete;

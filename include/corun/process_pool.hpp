@@ -70,9 +70,11 @@ class process_pool_core;
 class CORUN_API pool_task {
 public:
     virtual ~pool_task() = default;
-    /// Called once, on the pool's executor, with the result's bytes or the
-    /// error; the task is gone afterwards.
-    virtual void complete(std::exception_ptr error, std::string_view result) = 0;
+    /// Called once, on the pool's executor, with the result's bytes (and
+    /// its shared segment, valid during the call) or the error; the task is
+    /// gone afterwards.
+    virtual void complete(std::exception_ptr error, std::string_view result,
+                          wire::segment_view segment = {}) = 0;
     /// Instead of `complete`, when the event loop itself is being destroyed:
     /// the handler is destroyed without being called, as Asio does with the
     /// handlers of every operation still pending then.
@@ -82,7 +84,12 @@ public:
     /// if its worker is killed for another task) and shared with the write
     /// in progress, which may outlive a cancelled task.
     std::shared_ptr<std::string> frame;
+    /// The frame's large blocks, if it has any (sealed).
+    std::shared_ptr<wire::segment_sink> segment;
     std::uint64_t id = 0;
+    /// The answer must come with every byte inline (it is relayed to
+    /// another host).
+    bool inline_answer = false;
     /// Part of a `map`: all of its tasks are needed, so they may be sent
     /// ahead to a busy worker (see `prefetch`).
     bool batch = false;
@@ -99,15 +106,15 @@ public:
     submit_op(Handler h, executor ex, std::shared_ptr<Core> core)
         : m_handler(std::move(h)), m_ex(std::move(ex)), m_core(std::move(core)) {}
 
-    void start(std::string f);
+    void start(std::string f, std::shared_ptr<wire::segment_sink> s);
 
-    void complete(std::exception_ptr error, std::string_view bytes) override {
+    void complete(std::exception_ptr error, std::string_view bytes, wire::segment_view segment) override {
         auto slot = asio::get_associated_cancellation_slot(m_handler);
         if (slot.is_connected()) slot.clear();
         wire_result_t<R> value{};
         if (!error) {
             try {
-                wire::reader r(bytes);
+                wire::reader r(bytes, segment);
                 value = wire::get<wire_result_t<R>>(r);
             } catch (...) {
                 error = std::current_exception();
@@ -141,8 +148,15 @@ CORUN_API void core_terminate(process_pool_core& core);
 CORUN_API void core_join(process_pool_core& core, join_waiters::handler handler);
 
 template <class R, class Handler, class Core>
-void submit_op<R, Handler, Core>::start(std::string f) {
+void submit_op<R, Handler, Core>::start(std::string f, std::shared_ptr<wire::segment_sink> s) {
     frame = std::make_shared<std::string>(std::move(f));
+    // Out of descriptors for a segment, this process would be for the
+    // answer's too: the answer comes inline.
+    if (s && s->failed()) inline_answer = true;
+    if (s && s->size()) {
+        s->seal();
+        segment = std::move(s);
+    }
     auto slot = asio::get_associated_cancellation_slot(m_handler);
     if (slot.is_connected()) {
         slot.assign([this](asio::cancellation_type) { core_cancel(*m_core, this); });
@@ -180,11 +194,12 @@ public:
     awaitable<chunk_result_t<Mode, call_result_t<Mode, F, E>>> run_chunk(F f, std::vector<E> chunk,
                                                                          bool batch) {
         std::string frame = new_task_frame();
-        wire::writer w(frame);
+        auto segment = new_segment();
+        wire::writer w(frame, segment.get());
         put_task_head<Mode, F, E>(w, f);
         wire::put(w, chunk);
         using R = chunk_result_t<Mode, call_result_t<Mode, F, E>>;
-        return start_task<R>(std::move(frame), use_awaitable, batch);
+        return start_task<R>(std::move(frame), std::move(segment), use_awaitable, batch);
     }
 
 protected:
@@ -200,22 +215,34 @@ private:
     auto submit_with(Token&& token, F f, A&&... args) {
         using R = std::invoke_result_t<F&, sent_t<A>&...>;
         std::string frame = new_task_frame();
-        wire::writer w(frame);
+        auto segment = new_segment();
+        wire::writer w(frame, segment.get());
         put_task_head<call_mode::single, F, sent_t<A>...>(w, f);
         (wire::put(w, as_sent(args)), ...);
-        return start_task<R>(std::move(frame), std::forward<Token>(token));
+        return start_task<R>(std::move(frame), std::move(segment), std::forward<Token>(token));
+    }
+
+    /// Where a task's large blocks go: shared memory, for a pool whose
+    /// workers are on this host.
+    static std::shared_ptr<wire::segment_sink> new_segment() {
+        if constexpr (Pool::shared_memory) {
+            return std::make_shared<wire::segment_sink>();
+        } else {
+            return nullptr;
+        }
     }
 
     template <class R, class Token>
-    auto start_task(std::string frame, Token&& token, bool batch = false) {
+    auto start_task(std::string frame, std::shared_ptr<wire::segment_sink> segment, Token&& token,
+                    bool batch = false) {
         return asio::async_initiate<Token, submit_signature<R>>(
-            [this, batch](auto handler, std::string f) {
+            [this, batch](auto handler, std::string f, std::shared_ptr<wire::segment_sink> s) {
                 using op = submit_op<R, decltype(handler), Core>;
                 auto* task = new op(std::move(handler), m_ex, m_core);
                 task->batch = batch;
-                task->start(std::move(f));
+                task->start(std::move(f), std::move(s));
             },
-            token, std::move(frame));
+            token, std::move(frame), std::move(segment));
     }
 };
 
@@ -257,6 +284,9 @@ private:
 /// @endcode
 class CORUN_API process_pool : public detail::frame_pool<process_pool, detail::process_pool_core> {
 public:
+    /// Large values cross in shared memory (see the README).
+    static constexpr bool shared_memory = true;
+
     explicit process_pool(executor ex);
     process_pool(executor ex, process_pool_options options);
     process_pool(const process_pool&) = delete;

@@ -45,8 +45,10 @@ bool launched_by_mpi() {
 /// answer goes to `done`.
 class forward_task final : public pool_task {
 public:
+    // What is relayed travels as bytes: the local workers answer inline.
+    forward_task() { inline_answer = true; }
     std::function<void(std::exception_ptr, std::string_view)> done;
-    void complete(std::exception_ptr error, std::string_view result) override {
+    void complete(std::exception_ptr error, std::string_view result, wire::segment_view) override {
         auto d = std::move(done);
         delete this;
         d(std::move(error), result);

@@ -55,8 +55,10 @@ const void* as_code_pointer(F* f) noexcept {
 /// The signature every invoker has: read the task, write its result.
 using invoker_fn = void (*)(wire::reader& in, wire::writer& out);
 
+/// What a call's result arrives as: its value (a function returning a
+/// reference gives a copy of what it refers to), `std::monostate` for `void`.
 template <class T>
-using wire_result_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+using wire_result_t = std::conditional_t<std::is_void_v<T>, std::monostate, std::remove_cvref_t<T>>;
 
 template <class F>
 void put_callable(wire::writer& w, const F& f) {

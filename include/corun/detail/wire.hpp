@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <ranges>
 #include <sstream>
 #include <stdexcept>
@@ -12,6 +13,8 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "corun/awaitable.hpp"
 
 #include <cereal/archives/binary.hpp>
 #include <cereal/types/array.hpp>
@@ -41,26 +44,87 @@ struct timed_chunk {
 
 namespace corun::detail::wire {
 
+/// Blocks of bytes at least this large (a long string, a vector's elements)
+/// travel out of line, in a frame's shared segment, when it has one.
+inline constexpr std::size_t shared_block_min = std::size_t(1) << 20;
+
+/// The shared memory a frame's large blocks are written to: a memfd made at
+/// the first block, sealed once the frame is complete, then passed with the
+/// frame over the worker's socket (see runtime/shared_segment.cpp). Without
+/// one (memfd refused, or a frame bound for another host), blocks go inline.
+class CORUN_API segment_sink {
+public:
+    segment_sink() = default;
+    segment_sink(const segment_sink&) = delete;
+    segment_sink& operator=(const segment_sink&) = delete;
+    ~segment_sink();
+
+    /// Writes `n` bytes at a page-aligned offset of the segment, set in
+    /// `offset`; false when the segment cannot take them (they go inline).
+    bool append(const void* p, std::size_t n, std::uint64_t& offset) noexcept;
+    /// No more writes; the bytes are frozen (F_SEAL_WRITE and the rest).
+    void seal() noexcept;
+    int fd() const noexcept { return m_fd; }
+    /// Bytes in the segment (pages included), 0 when unused.
+    std::uint64_t size() const noexcept { return m_size; }
+    /// A block could not go to shared memory (no descriptor left, say).
+    bool failed() const noexcept { return m_failed; }
+
+private:
+    int m_fd = -1;
+    std::uint64_t m_size = 0;
+    bool m_failed = false;
+};
+
+/// A frame's segment as its reader sees it.
+struct segment_view {
+    int fd = -1;
+    std::uint64_t size = 0;
+};
+
+/// Makes the kernel fault in [p, p + n) at once for writing: one call rather
+/// than a page fault per page, which is most of the cost of filling fresh
+/// memory on some machines.
+CORUN_API void prefault(void* p, std::size_t n) noexcept;
+/// Maps [offset, offset + n) of a segment for reading (offset page-aligned);
+/// throws `std::bad_alloc` when the address space is full.
+CORUN_API const char* map_segment(int fd, std::uint64_t offset, std::size_t n);
+CORUN_API void unmap_segment(const char* p, std::size_t n) noexcept;
+
 /// Bytes being written: a frame under construction.
 class writer {
 public:
-    explicit writer(std::string& out) : m_out(out) {}
+    explicit writer(std::string& out, segment_sink* segment = nullptr) : m_out(out), m_segment(segment) {}
     void bytes(const void* p, std::size_t n) { m_out.append(static_cast<const char*>(p), n); }
     template <class T>
     void pod(const T& v) {
         bytes(&v, sizeof v);
     }
+    /// A block that `reader::block` reads back: from `shared_block_min` bytes
+    /// on, a marker first, then the bytes inline or their place in the segment.
+    void block(const void* p, std::size_t n) {
+        if (n < shared_block_min) return bytes(p, n);
+        std::uint64_t offset = 0;
+        if (m_segment && m_segment->append(p, n, offset)) {
+            pod(std::uint8_t{1});
+            pod(offset);
+        } else {
+            pod(std::uint8_t{0});
+            bytes(p, n);
+        }
+    }
     std::string& buffer() { return m_out; }
 
 private:
     std::string& m_out;
+    segment_sink* m_segment;
 };
 
 /// Bytes being read; running past the end is a `std::runtime_error`, never a
 /// read out of bounds, because the bytes come from another process.
 class reader {
 public:
-    explicit reader(std::string_view in) : m_in(in) {}
+    explicit reader(std::string_view in, segment_view segment = {}) : m_in(in), m_segment(segment) {}
     const char* take(std::size_t n) {
         if (n > m_in.size()) throw std::runtime_error("corun: truncated value in frame");
         const char* p = m_in.data();
@@ -75,8 +139,70 @@ public:
     }
     std::size_t remaining() const noexcept { return m_in.size(); }
 
+    /// Reads `n` elements written by `writer::block` into the empty sequence
+    /// `v`, straight from where they are (the frame, or the segment), without
+    /// first zero-filling `v` where its type allows.
+    template <class T>
+    void block(T& v, std::size_t n) {
+        using E = std::ranges::range_value_t<T>;
+        const std::size_t bytes = n * sizeof(E);
+        if (bytes < shared_block_min) return fill(v, take(bytes), n);
+        if (pod<std::uint8_t>() == 0) {
+            if (n > remaining() / sizeof(E)) throw std::runtime_error("corun: truncated sequence in frame");
+            return fill(v, take(bytes), n);
+        }
+        const auto offset = pod<std::uint64_t>();
+        if (m_segment.fd < 0 || offset % 4096 != 0 || offset > m_segment.size ||
+            bytes > m_segment.size - offset)
+            throw std::runtime_error("corun: a block beyond the frame's shared segment");
+        // Mapped a window at a time, so that the reader's address space and
+        // resident memory hold the block once, plus a window.
+        constexpr std::size_t window_elements = std::size_t(4) << 20;
+        reserve(v, n);
+        std::size_t done = 0;
+        while (done < n) {
+            const std::size_t k = std::min(n - done, window_elements);
+            const char* p = map_segment(m_segment.fd, offset + done * sizeof(E), k * sizeof(E));
+            append(v, p, k);
+            unmap_segment(p, k * sizeof(E));
+            done += k;
+        }
+    }
+
 private:
+    template <class T>
+    static void reserve(T& v, std::size_t n) {
+        using E = std::ranges::range_value_t<T>;
+        if constexpr (requires { v.reserve(n); }) {
+            v.reserve(n);
+            if (n * sizeof(E) >= shared_block_min) prefault(std::ranges::data(v), n * sizeof(E));
+        }
+    }
+    template <class T>
+    static void append(T& v, const char* p, std::size_t k) {
+        using E = std::ranges::range_value_t<T>;
+        if constexpr (requires(const E* e) { v.insert(v.end(), e, e); }) {
+            // Trivially copyable elements, copied as bytes into room that is
+            // never zero-filled first (where they are aligned for E: a mapped
+            // window always, the frame's own bytes not always).
+            if (reinterpret_cast<std::uintptr_t>(p) % alignof(E) == 0) {
+                const E* e = reinterpret_cast<const E*>(p);
+                v.insert(v.end(), e, e + k);
+                return;
+            }
+        }
+        const std::size_t at = std::ranges::size(v);
+        v.resize(at + k);
+        std::memcpy(static_cast<void*>(std::ranges::data(v) + at), p, k * sizeof(E));
+    }
+    template <class T>
+    static void fill(T& v, const char* p, std::size_t n) {
+        reserve(v, n);
+        append(v, p, n);
+    }
+
     std::string_view m_in;
+    segment_view m_segment;
 };
 
 /// Trivially copyable values travel as their bytes. Pointers do not: an
@@ -153,7 +279,7 @@ void put(writer& w, const T& v) {
     } else if constexpr (raw_sequence<T>) {
         const std::uint64_t n = std::ranges::size(v);
         w.pod(n);
-        w.bytes(std::ranges::data(v), n * sizeof(std::ranges::range_value_t<T>));
+        w.block(std::ranges::data(v), n * sizeof(std::ranges::range_value_t<T>));
     } else {
         std::ostringstream os(std::ios::binary);
         {
@@ -163,7 +289,7 @@ void put(writer& w, const T& v) {
         const std::string blob = std::move(os).str();
         const std::uint64_t n = blob.size();
         w.pod(n);
-        w.bytes(blob.data(), n);
+        w.block(blob.data(), n);
     }
 }
 
@@ -184,14 +310,19 @@ T get(reader& r) {
     } else if constexpr (raw_sequence<T>) {
         using E = std::ranges::range_value_t<T>;
         const auto n = r.pod<std::uint64_t>();
-        if (n > r.remaining() / sizeof(E)) throw std::runtime_error("corun: truncated sequence in frame");
+        // Bounded before anything is allocated: by the bytes left inline, or
+        // (for a block in the segment) by the segment.
+        if (n > std::numeric_limits<std::uint64_t>::max() / sizeof(E) ||
+            (n * sizeof(E) < shared_block_min && n > r.remaining() / sizeof(E)))
+            throw std::runtime_error("corun: truncated sequence in frame");
         T v;
-        v.resize(n);
-        std::memcpy(static_cast<void*>(std::ranges::data(v)), r.take(n * sizeof(E)), n * sizeof(E));
+        r.block(v, n);
         return v;
     } else {
         const auto n = r.pod<std::uint64_t>();
-        std::istringstream is(std::string(r.take(n), n), std::ios::binary);
+        std::string blob;
+        r.block(blob, n);
+        std::istringstream is(std::move(blob), std::ios::binary);
         cereal::BinaryInputArchive archive(is);
         T v;
         archive(v);
