@@ -78,6 +78,7 @@ struct worker_proc {
           out(ex, m.fds[1]),
           err(ex, m.fds[2]),
           output_deadline(ex),
+          write_retry(ex),
           board(b),
           next_seq(seq) {
         out.non_blocking(true);
@@ -99,6 +100,7 @@ struct worker_proc {
     asio::local::stream_protocol::socket channel;
     asio::posix::stream_descriptor out, err;
     asio::steady_timer output_deadline;
+    asio::steady_timer write_retry;
     worker_board* board;
     line_splitter lines[2];
     bool relay_open[2] = {true, true};
@@ -109,10 +111,7 @@ struct worker_proc {
     frame_buffer rbuf;
     std::size_t rpos = 0, rend = 0;
     std::deque<int> fds;
-    /// Tasks to send with their sequence numbers, and the bytes of the write
-    /// in progress: one buffer, which measured twice as fast as a gather-write
-    /// of the frames themselves, with the segments that go with some of its
-    /// frames (each with its frame's first byte).
+    /// Tasks to send with their sequence numbers; the write in progress.
     struct outgoing {
         std::shared_ptr<const std::string> frame;
         std::shared_ptr<wire::segment_sink> segment;
@@ -120,9 +119,18 @@ struct worker_proc {
         bool inline_answer;
     };
     std::vector<outgoing> pending;
+    /// The write in progress, in pieces: headers and small frames copied into
+    /// one buffer (which measured twice as fast as a gather-write of small
+    /// frames), large frames' payloads written from where they are. A frame
+    /// with a segment starts a piece, whose first byte carries its descriptor.
+    struct piece {
+        std::shared_ptr<const std::string> frame;  // null: [offset, offset + size) of `writing_bytes`
+        std::size_t offset, size;
+    };
     std::string writing_bytes;
-    std::size_t written = 0;
-    std::deque<std::pair<std::size_t, std::shared_ptr<wire::segment_sink>>> attached;
+    std::vector<piece> pieces;
+    std::size_t next_piece = 0, piece_written = 0;
+    std::deque<std::pair<std::size_t, std::shared_ptr<wire::segment_sink>>> attached;  // by piece
     bool writing = false;
     std::deque<held> inflight;
     std::uint64_t next_seq;
@@ -488,16 +496,29 @@ private:
 
     void start_write(const worker_ptr& w) {
         if (w->pending.empty() || w->channel_down) return;
+        constexpr std::size_t copied_below = std::size_t(64) << 10;
         w->writing = true;
         w->writing_bytes.clear();
-        w->written = 0;
+        w->pieces.clear();
+        w->attached.clear();
+        w->next_piece = w->piece_written = 0;
         for (auto& f : w->pending) {
+            if (f.segment || w->pieces.empty() || w->pieces.back().frame) {
+                w->pieces.push_back({nullptr, w->writing_bytes.size(), 0});
+                if (f.segment) w->attached.emplace_back(w->pieces.size() - 1, f.segment);
+            }
+            const std::size_t payload = f.frame->size() - sizeof(frame_header);
             const std::uint32_t flags = (f.segment ? std::uint32_t(has_segment) : 0u) |
                                         (f.inline_answer ? std::uint32_t(inline_answer) : 0u);
-            if (f.segment) w->attached.emplace_back(w->writing_bytes.size(), f.segment);
-            const frame_header h{f.frame->size() - sizeof(frame_header), task_frame, flags, f.seq};
+            const frame_header h{payload, task_frame, flags, f.seq};
             w->writing_bytes.append(reinterpret_cast<const char*>(&h), sizeof h);
-            w->writing_bytes.append(*f.frame, sizeof(frame_header));
+            w->pieces.back().size += sizeof h;
+            if (payload < copied_below) {
+                w->writing_bytes.append(*f.frame, sizeof(frame_header));
+                w->pieces.back().size += payload;
+            } else {
+                w->pieces.push_back({f.frame, sizeof(frame_header), payload});
+            }
         }
         w->pending.clear();
         continue_write(w);
@@ -507,19 +528,24 @@ private:
     /// byte of its frame; then waits for room, or starts the next write.
     void continue_write(const worker_ptr& w) {
         const int fd = w->channel.native_handle();
-        while (w->written < w->writing_bytes.size()) {
-            // Up to the next frame with a segment, so that its descriptor
-            // goes with that frame's first byte; a few MiB at a time.
-            std::size_t end = std::min(w->writing_bytes.size(), w->written + (std::size_t(4) << 20));
+        while (w->next_piece < w->pieces.size()) {
+            // Up to the next piece with a descriptor, which goes with its own first byte.
+            iovec iov[64];
+            std::size_t count = 0;
             int attach = -1;
+            std::size_t stop = w->pieces.size();  // the next piece with a descriptor of its own
             if (!w->attached.empty()) {
-                if (w->attached.front().first == w->written)
-                    attach = w->attached.front().second->fd();
-                else
-                    end = std::min(end, w->attached.front().first);
+                const bool here = w->attached.front().first == w->next_piece;
+                if (here) attach = w->attached.front().second->fd();
+                if (w->attached.size() > std::size_t(here)) stop = w->attached[here].first;
             }
-            const ssize_t n =
-                send_frame_bytes(fd, w->writing_bytes.data() + w->written, end - w->written, attach);
+            for (std::size_t i = w->next_piece; i < stop && count < std::size(iov); ++i) {
+                const worker_proc::piece& p = w->pieces[i];
+                const char* base = p.frame ? p.frame->data() : w->writing_bytes.data();
+                const std::size_t skip = i == w->next_piece ? w->piece_written : 0;
+                iov[count++] = {const_cast<char*>(base + p.offset + skip), p.size - skip};
+            }
+            const ssize_t n = send_frame_bytes(fd, iov, count, attach);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
                 w->channel.async_wait(asio::socket_base::wait_write,
@@ -529,17 +555,52 @@ private:
                                       });
                 return;
             }
-            if (n <= 0) return end_write(*w);  // the read side sees the failure
+            if (n < 0 && attach >= 0 && errno != EPIPE && errno != ECONNRESET) {
+                // The descriptor was refused (ETOOMANYREFS: too many in flight
+                // for this user): the frame goes without it, marked so that
+                // its task fails, alone.
+                refuse_segment(w->writing_bytes.data() + w->pieces[w->next_piece].offset, errno);
+                w->attached.pop_front();
+                continue;
+            }
+            if (n < 0 &&
+                (errno == ENOBUFS || errno == ENOMEM)) {  // the kernel is short of memory: again soon
+                w->write_retry.expires_after(std::chrono::milliseconds(10));
+                w->write_retry.async_wait([self = shared_from_this(), w](boost::system::error_code ec) {
+                    if (ec || self->m_finished || w->channel_down) return end_write(*w);
+                    self->continue_write(w);
+                });
+                return;
+            }
+            if (n <= 0) {
+                end_write(*w);
+                // The worker has gone (the read side sees it), or the channel
+                // cannot be written: the worker goes.
+                if (n < 0 && errno != EPIPE && errno != ECONNRESET)
+                    fail_protocol(w, std::string("could not be written to: ") + std::strerror(errno));
+                return;
+            }
             if (attach >= 0) w->attached.pop_front();
-            w->written += static_cast<std::size_t>(n);
+            for (auto left = static_cast<std::size_t>(n); left > 0;) {
+                const std::size_t rest = w->pieces[w->next_piece].size - w->piece_written;
+                if (left < rest) {
+                    w->piece_written += left;
+                    break;
+                }
+                left -= rest;
+                ++w->next_piece;
+                w->piece_written = 0;
+            }
         }
         w->writing = false;
+        w->pieces.clear();
         start_write(w);
     }
 
     static void end_write(worker_proc& w) {
         w.writing = false;
         w.attached.clear();
+        w.pieces.clear();
     }
 
     // ---- answers from a worker --------------------------------------------
@@ -620,6 +681,7 @@ private:
             // A result's large blocks: in the segment that came with it.
             wire::segment_view segment;
             bool segment_lost = false;  // this process had no descriptor for it
+            const int refused = h.flags & segment_refused ? refused_errno(h.flags) : 0;
             if (h.flags & has_segment) {
                 if (h.kind != result_frame || w->fds.empty())
                     return fail_protocol(w, "sent a malformed frame (a missing shared segment)");
@@ -653,12 +715,21 @@ private:
                                             "corun: a result's shared memory could not be received: "
                                             "this process is out of descriptors")),
                                         {});
+                else if (refused && h.kind == result_frame)
+                    held.task->complete(std::make_exception_ptr(system_failure(
+                                            refused,
+                                            "corun: a result's shared memory could not be passed back "
+                                            "from its worker")),
+                                        {});
                 else if (h.kind == result_frame)
                     held.task->complete(nullptr, payload, segment);
                 else
                     held.task->complete(decode_failure(payload, w->pid), {});
             }
         }
+        // A descriptor is only ever owed to the one frame still arriving:
+        // more is a worker filling this process's descriptor table.
+        if (w->fds.size() > 1) return fail_protocol(w, "sent descriptors with no frame of theirs");
         // Keep the partial frame at the front of the buffer.
         std::memmove(w->rbuf.data(), w->rbuf.data() + w->rpos, w->rend - w->rpos);
         w->rend -= w->rpos;
@@ -1213,8 +1284,52 @@ private:
     bool m_server_gone = false;
 };
 
-std::string new_task_frame() {
-    return std::string(sizeof(frame_header), '\0');
+namespace {
+
+/// Buffers of this thread's finished frames, kept for the next ones: fresh
+/// memory costs a page fault a page, which on some machines is most of what
+/// a large map costs. Bounded, in count and in bytes.
+struct spare_frames {
+    static constexpr std::size_t min_size = std::size_t(64) << 10;
+    static constexpr std::size_t max_size = std::size_t(8) << 20;
+    static constexpr std::size_t max_total = std::size_t(32) << 20;
+    std::vector<std::string> buffers;
+    std::size_t total = 0;
+};
+thread_local spare_frames spare;
+
+}  // namespace
+
+std::string new_task_frame(std::size_t size) {
+    std::string frame;
+    if (size >= spare_frames::min_size) {
+        auto& b = spare.buffers;
+        auto fit =
+            std::find_if(b.begin(), b.end(), [&](const std::string& s) { return s.capacity() >= size; });
+        if (fit != b.end()) {
+            spare.total -= fit->capacity();
+            frame = std::move(*fit);
+            b.erase(fit);
+            frame.clear();
+        }
+    }
+    frame.append(sizeof(frame_header), '\0');
+    return frame;
+}
+
+std::shared_ptr<std::string> frame_ptr(std::string frame) {
+    return std::shared_ptr<std::string>(new std::string(std::move(frame)), [](std::string* f) {
+        const std::size_t c = f->capacity();
+        if (c >= spare_frames::min_size && c <= spare_frames::max_size &&
+            spare.total + c <= spare_frames::max_total) {
+            try {
+                spare.buffers.push_back(std::move(*f));
+                spare.total += c;
+            } catch (...) {
+            }
+        }
+        delete f;
+    });
 }
 
 void core_submit(process_pool_core& core, pool_task* task) {

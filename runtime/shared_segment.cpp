@@ -1,5 +1,7 @@
 #include "shared_segment.hpp"
 
+#include "frame.hpp"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -7,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <new>
@@ -16,6 +19,8 @@
 namespace corun::detail {
 
 namespace {
+
+std::atomic<int> open_segments{0};
 
 std::uint64_t page_size() noexcept {
     static const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
@@ -27,15 +32,19 @@ constexpr unsigned sealed = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_
 }  // namespace
 
 wire::segment_sink::~segment_sink() {
-    if (m_fd >= 0) ::close(m_fd);
+    if (m_fd < 0) return;
+    ::close(m_fd);
+    --open_segments;
 }
 
 bool wire::segment_sink::append(const void* p, std::size_t n, std::uint64_t& offset) noexcept {
     if (m_failed) return false;  // once refused, the frame's other blocks go inline too
     if (m_fd < 0) {
-        m_fd = ::memfd_create("corun-frame", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-        if (m_fd < 0) {
-            m_failed = true;  // no descriptor left, say: this frame's blocks go inline
+        // Too many open already, or no descriptor left: this frame's blocks go inline.
+        if (++open_segments > max_open_segments ||
+            (m_fd = ::memfd_create("corun-frame", MFD_CLOEXEC | MFD_ALLOW_SEALING)) < 0) {
+            --open_segments;
+            m_failed = true;
             return false;
         }
     }
@@ -87,11 +96,10 @@ void wire::unmap_segment(const char* p, std::size_t n) noexcept {
     ::munmap(const_cast<char*>(p), n);
 }
 
-ssize_t send_frame_bytes(int socket, const char* p, std::size_t n, int fd) noexcept {
-    iovec iov{const_cast<char*>(p), n};
+ssize_t send_frame_bytes(int socket, const iovec* iov, std::size_t count, int fd) noexcept {
     msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = count;
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
     if (fd >= 0) {
         msg.msg_control = control;
@@ -150,6 +158,14 @@ bool inspect_segment(int fd, wire::segment_view& out) noexcept {
 
 fd_closer::~fd_closer() {
     if (fd >= 0) ::close(fd);
+}
+
+void refuse_segment(char* header, int error) noexcept {
+    frame_header h;
+    std::memcpy(&h, header, sizeof h);
+    h.flags = (h.flags & ~std::uint32_t(has_segment) & 0xffffu) | segment_refused |
+              (static_cast<std::uint32_t>(error) << 16);
+    std::memcpy(header, &h, sizeof h);
 }
 
 void close_all(std::deque<int>& fds) noexcept {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstddef>
 #include <deque>
@@ -20,11 +21,23 @@ enum frame_flag : std::uint32_t {
     /// Parent → worker: answer with every byte inline (the answer is relayed
     /// to another host, where a descriptor means nothing).
     inline_answer = 2,
+    /// The frame's segment could not be passed (sendmsg refused its
+    /// descriptor with the errno in the flags' high half): the frame's task
+    /// fails, alone.
+    segment_refused = 4,
 };
 
-/// sendmsg of [p, p + n) without blocking, with `fd` (if >= 0) attached.
-/// Returns what sendmsg does.
-ssize_t send_frame_bytes(int socket, const char* p, std::size_t n, int fd) noexcept;
+/// Marks the frame whose header is at `header` as `segment_refused` with
+/// `error`, in place.
+void refuse_segment(char* header, int error) noexcept;
+/// The errno of a `segment_refused` frame.
+inline int refused_errno(std::uint32_t flags) noexcept {
+    return static_cast<int>(flags >> 16);
+}
+
+/// sendmsg of `iov` without blocking, with `fd` (if >= 0) attached to its
+/// first byte. Returns what sendmsg does.
+ssize_t send_frame_bytes(int socket, const iovec* iov, std::size_t count, int fd) noexcept;
 
 /// recvmsg into [p, p + n), without blocking unless `wait`. The descriptor
 /// that came with the bytes (one at most: one goes with a frame, and Linux
@@ -33,6 +46,11 @@ ssize_t send_frame_bytes(int socket, const char* p, std::size_t n, int fd) noexc
 /// it: the frame that names it can then fail alone. Returns what recvmsg does.
 ssize_t receive_frame_bytes(int socket, char* p, std::size_t n, std::deque<int>& fds,
                             bool wait = false) noexcept;
+
+/// Segments this process has open at most (the descriptors of tasks not yet
+/// finished count): beyond, a frame's blocks go inline, so that a large map
+/// cannot run the process out of descriptors.
+inline constexpr int max_open_segments = 64;
 
 /// A received segment, if it is one: a memfd sealed against writing and
 /// shrinking (so that no one can change it, or make a read of it fault,

@@ -97,17 +97,25 @@ void reap_leftovers() {
 }
 
 /// Sends the answers in `out`, after what the task printed, with the
-/// descriptor of the last one's segment if it has one.
-void send_answers(int fd, std::string& out, int segment = -1) {
+/// descriptor of the last one's segment if it has one (its header at `last`).
+void send_answers(int fd, std::string& out, int segment = -1, std::size_t last = 0) {
     if (out.empty()) return;
     std::fflush(stdout);
     std::fflush(stderr);
     for (std::size_t done = 0; done < out.size();) {
-        const ssize_t k = send_frame_bytes(fd, out.data() + done, out.size() - done, segment);
+        const iovec rest{out.data() + done, out.size() - done};
+        const ssize_t k = send_frame_bytes(fd, &rest, 1, segment);
         if (k < 0 && errno == EINTR) continue;
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || errno == ENOMEM)) {
             pollfd p{fd, POLLOUT, 0};
-            poll(&p, 1, -1);
+            poll(&p, 1, errno == EAGAIN || errno == EWOULDBLOCK ? -1 : 10);
+            continue;
+        }
+        if (k < 0 && segment >= 0 && errno != EPIPE && errno != ECONNRESET) {
+            // The descriptor was refused (ETOOMANYREFS): the answer goes
+            // without it, and its task fails, saying why.
+            refuse_segment(out.data() + last, errno);
+            segment = -1;
             continue;
         }
         if (k <= 0) _exit(0);  // the parent is gone: nothing left to do
@@ -159,6 +167,9 @@ std::size_t run_frames(int fd, std::string& in, std::size_t pos, std::deque<int>
         std::optional<wire::segment_sink> result_segment;
         if (!(h.flags & inline_answer)) result_segment.emplace();
         try {
+            if (h.flags & segment_refused)
+                throw system_failure(refused_errno(h.flags),
+                                     "corun: a task's shared memory could not be passed to its worker");
             if ((h.flags & has_segment) && task_segment.fd < 0)
                 throw system_failure(EMFILE,
                                      "corun: a task's shared memory could not be received: "
@@ -184,7 +195,7 @@ std::size_t run_frames(int fd, std::string& in, std::size_t pos, std::deque<int>
         // must start nothing more meanwhile.
         if (!board.finish(h.id))
             for (;;) pause();
-        send_answers(fd, out, result_segment ? result_segment->fd() : -1);
+        send_answers(fd, out, result_segment ? result_segment->fd() : -1, at);
         reap_leftovers();
     }
     return pos;

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <string>
@@ -10,6 +11,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <boost/asio/append.hpp>
@@ -95,8 +97,13 @@ public:
     bool batch = false;
 };
 
-/// The frame header's room: the core fills it in. Payload follows.
-CORUN_API std::string new_task_frame();
+/// The frame header's room: the core fills it in. Payload follows. With a
+/// `size` to come of 64 KiB or more, the buffer of a finished task of this
+/// thread is reused when one is spare (see `frame_ptr`): a map's chunks
+/// then cost no fresh memory after the first call.
+CORUN_API std::string new_task_frame(std::size_t size = 0);
+/// Owns a task's frame; gives its buffer back for reuse once the task is done.
+CORUN_API std::shared_ptr<std::string> frame_ptr(std::string frame);
 
 /// A typed task of a pool whose core is `Core` (`process_pool_core`, or the
 /// MPI pool's): it decodes the result and completes the user's handler.
@@ -108,9 +115,36 @@ public:
 
     void start(std::string f, std::shared_ptr<wire::segment_sink> s);
 
+    /// For a `map` chunk of raw results: where they go.
+    using into_type = std::conditional_t<is_into<R>::value, R, std::monostate>;
+    void set_into(into_type dest) { m_into = dest; }
+
     void complete(std::exception_ptr error, std::string_view bytes, wire::segment_view segment) override {
         auto slot = asio::get_associated_cancellation_slot(m_handler);
         if (slot.is_connected()) slot.clear();
+        if constexpr (is_into<R>::value) {
+            if (!error) {
+                try {
+                    wire::reader r(bytes, segment);
+                    if (r.pod<std::uint64_t>() != m_into.n)
+                        throw std::runtime_error("corun: a chunk came back with a wrong number of results");
+                    r.raw(m_into.dest, m_into.n * sizeof(*m_into.dest));
+                } catch (...) {
+                    error = std::current_exception();
+                }
+            }
+            Handler h = std::move(m_handler);
+            auto ex = asio::get_associated_executor(h, m_ex);
+            delete this;
+            asio::post(ex, asio::append(std::move(h), error));
+            return;
+        } else {
+            finish(error, bytes, segment);
+        }
+    }
+
+private:
+    void finish(std::exception_ptr error, std::string_view bytes, wire::segment_view segment) {
         wire_result_t<R> value{};
         if (!error) {
             try {
@@ -132,8 +166,8 @@ public:
         }
     }
 
-private:
     Handler m_handler;
+    [[no_unique_address]] into_type m_into{};
     executor m_ex;
     std::shared_ptr<Core> m_core;
 };
@@ -149,7 +183,7 @@ CORUN_API void core_join(process_pool_core& core, join_waiters::handler handler)
 
 template <class R, class Handler, class Core>
 void submit_op<R, Handler, Core>::start(std::string f, std::shared_ptr<wire::segment_sink> s) {
-    frame = std::make_shared<std::string>(std::move(f));
+    frame = frame_ptr(std::move(f));
     // Out of descriptors for a segment, this process would be for the
     // answer's too: the answer comes inline.
     if (s && s->failed()) inline_answer = true;
@@ -199,7 +233,37 @@ public:
         put_task_head<Mode, F, E>(w, f);
         wire::put(w, chunk);
         using R = chunk_result_t<Mode, call_result_t<Mode, F, E>>;
-        return start_task<R>(std::move(frame), std::move(segment), use_awaitable, batch);
+        return start_task<R>(std::move(frame), std::move(segment), use_awaitable,
+                             [batch](auto& task) { task.batch = batch; });
+    }
+
+    /// Internal: items [first, last) of `map`'s random-access `items`, raw
+    /// both ways (`raw_chunk`): the frame is written from the items where
+    /// they are, and the results are read straight into `dest`.
+    template <call_mode Mode, class F, class View, class R>
+    awaitable<void> run_slice(const F& f, const View& items, std::size_t first, std::size_t last, R* dest) {
+        using E = std::ranges::range_value_t<View>;
+        std::string frame = new_task_frame((last - first) * sizeof(E) + 256);
+        auto segment = new_segment();
+        wire::writer w(frame, segment.get());
+        put_task_head<Mode, F, E>(w, f);
+        const std::uint64_t n = last - first;
+        w.pod(n);
+        auto it = std::ranges::begin(items) + static_cast<std::ptrdiff_t>(first);
+        if constexpr (std::ranges::contiguous_range<View>) {
+            w.block(std::to_address(it), n * sizeof(E));
+        } else if (n * sizeof(E) >= wire::shared_block_min) {
+            const std::vector<E> gathered(it, it + static_cast<std::ptrdiff_t>(n));
+            w.block(gathered.data(), n * sizeof(E));
+        } else {
+            frame.reserve(frame.size() + n * sizeof(E));
+            w.values<E>(n, [&](std::size_t i) { return E(it[static_cast<std::ptrdiff_t>(i)]); });
+        }
+        return start_task<into<R>>(std::move(frame), std::move(segment), use_awaitable,
+                                   [dest, n](auto& task) {
+                                       task.batch = true;
+                                       task.set_into(into<R>{dest, n});
+                                   });
     }
 
 protected:
@@ -219,7 +283,7 @@ private:
         wire::writer w(frame, segment.get());
         put_task_head<call_mode::single, F, sent_t<A>...>(w, f);
         (wire::put(w, as_sent(args)), ...);
-        return start_task<R>(std::move(frame), std::move(segment), std::forward<Token>(token));
+        return start_task<R>(std::move(frame), std::move(segment), std::forward<Token>(token), [](auto&) {});
     }
 
     /// Where a task's large blocks go: shared memory, for a pool whose
@@ -232,14 +296,16 @@ private:
         }
     }
 
-    template <class R, class Token>
+    /// Starts the task of `frame`; `prepare(task)` first sets what the
+    /// typed task needs beyond it.
+    template <class R, class Token, class Prepare>
     auto start_task(std::string frame, std::shared_ptr<wire::segment_sink> segment, Token&& token,
-                    bool batch = false) {
+                    Prepare prepare) {
         return asio::async_initiate<Token, submit_signature<R>>(
-            [this, batch](auto handler, std::string f, std::shared_ptr<wire::segment_sink> s) {
+            [this, prepare](auto handler, std::string f, std::shared_ptr<wire::segment_sink> s) {
                 using op = submit_op<R, decltype(handler), Core>;
                 auto* task = new op(std::move(handler), m_ex, m_core);
-                task->batch = batch;
+                prepare(*task);
                 task->start(std::move(f), std::move(s));
             },
             token, std::move(frame), std::move(segment));

@@ -129,9 +129,25 @@ private:
     bool m_batch;
 };
 
+/// What a `map` chunk of raw results completes with: nothing, its results
+/// are decoded straight into their place in the output (see `map_impl`).
+template <class R>
+struct into {
+    R* dest = nullptr;
+    std::size_t n = 0;
+};
+template <class T>
+struct is_into : std::false_type {};
+template <class R>
+struct is_into<into<R>> : std::true_type {};
+
 template <class R>
 struct submit_signature_of {
     using type = void(std::exception_ptr, R);
+};
+template <class R>
+struct submit_signature_of<into<R>> {
+    using type = void(std::exception_ptr);
 };
 template <>
 struct submit_signature_of<void> {
@@ -366,6 +382,27 @@ private:
                         auto it = std::ranges::begin(items);
                         for (std::size_t i = first; i < last; ++i) out[i] = call_one<Mode>(f, it[i]);
                     });
+                };
+                co_await gather(
+                    range_view(0, static_cast<std::int64_t>(n), static_cast<std::int64_t>(chunksize)) |
+                    std::views::transform(slice));
+                co_return out;
+            }
+            if constexpr (!Pool::in_process && std::ranges::random_access_range<View> &&
+                          raw_chunk<Mode, F, E>) {
+                // Raw items and results: each chunk's frame is written from
+                // the items where they are, and its results are read straight
+                // into their place in the output.
+                std::vector<R> out;
+                if (n * sizeof(R) >= wire::shared_block_min) {
+                    out.reserve(n);
+                    wire::prefault(out.data(), n * sizeof(R));
+                }
+                out.resize(n);
+                auto slice = [&](std::int64_t begin) {
+                    const std::size_t first = static_cast<std::size_t>(begin);
+                    return self().template run_slice<Mode>(f, items, first, std::min(n, first + chunksize),
+                                                           out.data() + first);
                 };
                 co_await gather(
                     range_view(0, static_cast<std::int64_t>(n), static_cast<std::int64_t>(chunksize)) |

@@ -162,6 +162,48 @@ chunk_result_t<Mode, call_result_t<Mode, F, E>> call_chunk(F& f, const std::vect
     }
 }
 
+/// A chunk whose items and results are both raw values (`map(square,
+/// ints)`): the worker reads the items where they are in the frame and
+/// writes the results straight into its answer, with the layout of a
+/// `std::vector` either way.
+template <call_mode Mode, class F, class E>
+inline constexpr bool raw_chunk =
+    Mode != call_mode::each_timed&& wire::is_raw<E>&& wire::is_raw<call_result_t<Mode, F, E>> &&
+    sizeof(call_result_t<Mode, F, E>) <= 1024;
+
+/// `raw_chunk`'s worker side: items are read in place (from a copy only when
+/// they came in the segment), results go out through a small buffer.
+template <call_mode Mode, class F, class E>
+void call_raw_chunk(F& f, wire::reader& in, wire::writer& out) {
+    using R = call_result_t<Mode, F, E>;
+    const auto n = in.pod<std::uint64_t>();
+    if (n > (std::uint64_t(1) << 58) / sizeof(E) ||
+        (n * sizeof(E) < wire::shared_block_min && n > in.remaining() / sizeof(E)))
+        throw std::runtime_error("corun: truncated sequence in frame");
+    std::vector<E> copied;
+    const char* items;
+    if (n * sizeof(E) < wire::shared_block_min) {
+        items = in.take(n * sizeof(E));
+    } else {
+        in.block(copied, n);
+        items = reinterpret_cast<const char*>(copied.data());
+    }
+    auto item = [&](std::size_t i) {
+        E e;
+        std::memcpy(static_cast<void*>(&e), items + i * sizeof(E), sizeof(E));
+        return call_one<Mode>(f, e);
+    };
+    out.pod(n);
+    if (n * sizeof(R) >= wire::shared_block_min) {  // a block of its own, in the segment if there is one
+        std::vector<R> results;
+        results.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) results.push_back(item(i));
+        out.block(results.data(), n * sizeof(R));
+        return;
+    }
+    out.values<R>(n, item);
+}
+
 /// The worker side of one task. `single`: call `f(args...)`. `each`: call `f`
 /// on every element of a chunk. `each_tuple`: `std::apply(f, element)` on
 /// every element (starmap).
@@ -178,7 +220,11 @@ void invoke(wire::reader& in, wire::writer& out) {
             }
         } else {
             using E = std::tuple_element_t<0, std::tuple<Args...>>;
-            wire::put(out, call_chunk<Mode>(f, wire::get<std::vector<E>>(in)));
+            if constexpr (raw_chunk<Mode, F, E>) {
+                call_raw_chunk<Mode, F, E>(f, in, out);
+            } else {
+                wire::put(out, call_chunk<Mode>(f, wire::get<std::vector<E>>(in)));
+            }
         }
     });
 }

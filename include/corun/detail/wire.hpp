@@ -1,9 +1,11 @@
 // How values cross to a worker process and back.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <ranges>
 #include <sstream>
 #include <stdexcept>
@@ -113,6 +115,24 @@ public:
             bytes(p, n);
         }
     }
+    /// `n` values of the raw type `T`, the i-th `make(i)`, as one run of
+    /// bytes (through a small buffer: no per-value append).
+    template <class T, class Make>
+    void values(std::size_t n, Make make) {
+        static_assert(sizeof(T) <= 1024);
+        char buffer[4096];
+        std::size_t used = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            if (used + sizeof(T) > sizeof buffer) {
+                bytes(buffer, used);
+                used = 0;
+            }
+            const T v = make(i);
+            std::memcpy(buffer + used, &v, sizeof(T));
+            used += sizeof(T);
+        }
+        bytes(buffer, used);
+    }
     std::string& buffer() { return m_out; }
 
 private:
@@ -151,13 +171,14 @@ public:
             if (n > remaining() / sizeof(E)) throw std::runtime_error("corun: truncated sequence in frame");
             return fill(v, take(bytes), n);
         }
-        const auto offset = pod<std::uint64_t>();
-        if (m_segment.fd < 0 || offset % 4096 != 0 || offset > m_segment.size ||
-            bytes > m_segment.size - offset)
-            throw std::runtime_error("corun: a block beyond the frame's shared segment");
+        const auto offset = segment_offset(bytes);
         // Mapped a window at a time, so that the reader's address space and
         // resident memory hold the block once, plus a window.
-        constexpr std::size_t window_elements = std::size_t(4) << 20;
+        // About 16 MiB, a whole number of elements and of pages (every window
+        // starts on a page, as a mapping must).
+        constexpr std::size_t unit = 4096 / std::gcd(sizeof(E), std::size_t(4096));
+        constexpr std::size_t window_elements =
+            std::max(unit, ((std::size_t(16) << 20) / sizeof(E)) / unit * unit);
         reserve(v, n);
         std::size_t done = 0;
         while (done < n) {
@@ -169,7 +190,34 @@ public:
         }
     }
 
+    /// Reads a block of `bytes` bytes written by `writer::block` into `dest`.
+    void raw(void* dest, std::size_t bytes) {
+        if (bytes < shared_block_min || pod<std::uint8_t>() == 0) {
+            std::memcpy(dest, take(bytes), bytes);
+            return;
+        }
+        const auto offset = segment_offset(bytes);
+        constexpr std::size_t window = std::size_t(16) << 20;
+        for (std::size_t done = 0; done < bytes;) {
+            const std::size_t k = std::min(bytes - done, window);
+            const char* p = map_segment(m_segment.fd, offset + done, k);
+            std::memcpy(static_cast<char*>(dest) + done, p, k);
+            unmap_segment(p, k);
+            done += k;
+        }
+    }
+
 private:
+    /// The place of a block of `bytes` in the segment, checked: the segment
+    /// is sealed against shrinking, so no read of it can fault.
+    std::uint64_t segment_offset(std::size_t bytes) {
+        const auto offset = pod<std::uint64_t>();
+        if (m_segment.fd < 0 || offset % 4096 != 0 || offset > m_segment.size ||
+            bytes > m_segment.size - offset)
+            throw std::runtime_error("corun: a block beyond the frame's shared segment");
+        return offset;
+    }
+
     template <class T>
     static void reserve(T& v, std::size_t n) {
         using E = std::ranges::range_value_t<T>;
