@@ -1303,14 +1303,19 @@ thread_local spare_frames spare;
 std::string new_task_frame(std::size_t size) {
     std::string frame;
     if (size >= spare_frames::min_size) {
+        // The smallest spare buffer that fits; else a new one, of the size
+        // asked, so that it fits the next chunk like this one.
         auto& b = spare.buffers;
-        auto fit =
-            std::find_if(b.begin(), b.end(), [&](const std::string& s) { return s.capacity() >= size; });
+        auto fit = b.end();
+        for (auto i = b.begin(); i != b.end(); ++i)
+            if (i->capacity() >= size && (fit == b.end() || i->capacity() < fit->capacity())) fit = i;
         if (fit != b.end()) {
             spare.total -= fit->capacity();
             frame = std::move(*fit);
             b.erase(fit);
             frame.clear();
+        } else {
+            frame.reserve(size);
         }
     }
     frame.append(sizeof(frame_header), '\0');

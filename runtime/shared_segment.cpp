@@ -96,7 +96,7 @@ void wire::unmap_segment(const char* p, std::size_t n) noexcept {
     ::munmap(const_cast<char*>(p), n);
 }
 
-ssize_t send_frame_bytes(int socket, const iovec* iov, std::size_t count, int fd) noexcept {
+ssize_t send_frame_bytes(int socket, const iovec* iov, std::size_t count, int fd, bool wait) noexcept {
     msghdr msg{};
     msg.msg_iov = const_cast<iovec*>(iov);
     msg.msg_iovlen = count;
@@ -110,7 +110,7 @@ ssize_t send_frame_bytes(int socket, const iovec* iov, std::size_t count, int fd
         c->cmsg_len = CMSG_LEN(sizeof(int));
         std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
     }
-    return ::sendmsg(socket, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return ::sendmsg(socket, &msg, (wait ? 0 : MSG_DONTWAIT) | MSG_NOSIGNAL);
 }
 
 ssize_t receive_frame_bytes(int socket, char* p, std::size_t n, std::deque<int>& fds, bool wait) noexcept {

@@ -35,9 +35,9 @@ inline int refused_errno(std::uint32_t flags) noexcept {
     return static_cast<int>(flags >> 16);
 }
 
-/// sendmsg of `iov` without blocking, with `fd` (if >= 0) attached to its
-/// first byte. Returns what sendmsg does.
-ssize_t send_frame_bytes(int socket, const iovec* iov, std::size_t count, int fd) noexcept;
+/// sendmsg of `iov`, without blocking unless `wait`, with `fd` (if >= 0)
+/// attached to its first byte. Returns what sendmsg does.
+ssize_t send_frame_bytes(int socket, const iovec* iov, std::size_t count, int fd, bool wait = false) noexcept;
 
 /// recvmsg into [p, p + n), without blocking unless `wait`. The descriptor
 /// that came with the bytes (one at most: one goes with a frame, and Linux

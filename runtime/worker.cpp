@@ -104,11 +104,11 @@ void send_answers(int fd, std::string& out, int segment = -1, std::size_t last =
     std::fflush(stderr);
     for (std::size_t done = 0; done < out.size();) {
         const iovec rest{out.data() + done, out.size() - done};
-        const ssize_t k = send_frame_bytes(fd, &rest, 1, segment);
+        // Blocking: one call, however long the answer (the parent reads as it goes).
+        const ssize_t k = send_frame_bytes(fd, &rest, 1, segment, true);
         if (k < 0 && errno == EINTR) continue;
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || errno == ENOMEM)) {
-            pollfd p{fd, POLLOUT, 0};
-            poll(&p, 1, errno == EAGAIN || errno == EWOULDBLOCK ? -1 : 10);
+        if (k < 0 && (errno == ENOBUFS || errno == ENOMEM)) {  // the kernel is short of memory: again soon
+            poll(nullptr, 0, 10);
             continue;
         }
         if (k < 0 && segment >= 0 && errno != EPIPE && errno != ECONNRESET) {

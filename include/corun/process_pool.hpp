@@ -243,7 +243,7 @@ public:
     template <call_mode Mode, class F, class View, class R>
     awaitable<void> run_slice(const F& f, const View& items, std::size_t first, std::size_t last, R* dest) {
         using E = std::ranges::range_value_t<View>;
-        std::string frame = new_task_frame((last - first) * sizeof(E) + 256);
+        std::string frame = new_task_frame((last - first) * sizeof(E) + 1024);
         auto segment = new_segment();
         wire::writer w(frame, segment.get());
         put_task_head<Mode, F, E>(w, f);
@@ -256,7 +256,6 @@ public:
             const std::vector<E> gathered(it, it + static_cast<std::ptrdiff_t>(n));
             w.block(gathered.data(), n * sizeof(E));
         } else {
-            frame.reserve(frame.size() + n * sizeof(E));
             w.values<E>(n, [&](std::size_t i) { return E(it[static_cast<std::ptrdiff_t>(i)]); });
         }
         return start_task<into<R>>(std::move(frame), std::move(segment), use_awaitable,
