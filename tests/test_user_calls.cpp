@@ -46,6 +46,16 @@ struct tagger_aggregate {
     }
 };
 
+/// A function returning a reference: the caller gets a copy of what it refers to.
+const std::string& big_text() {
+    static const std::string text(std::size_t(3) << 20, 't');
+    return text;
+}
+
+std::size_t length(const std::string& s) {
+    return s.size();
+}
+
 }  // namespace
 
 TEST_CASE("process pool calls as users write them", "[user_calls]") {
@@ -88,6 +98,14 @@ TEST_CASE("process pool calls as users write them", "[user_calls]") {
         CHECK(squares == 90);
         const long bounded = co_await corun::with_timeout(5s, pool.submit(square, 4L));
         CHECK(bounded == 16);
+        // Large values (in shared memory) both ways, and a map of raw values.
+        const std::string text = co_await pool.submit(big_text);
+        CHECK(text == big_text());
+        const std::size_t text_length = co_await pool.submit(length, text);
+        CHECK(text_length == text.size());
+        const std::vector<double> xs(300'000, 1.5);
+        const auto halves = co_await pool.map([](double x) { return x / 2; }, xs);
+        CHECK(halves == std::vector<double>(xs.size(), 0.75));
         pool.close();
         co_await pool.join();
     }());
@@ -212,8 +230,7 @@ TEST_CASE("the HTTP client as users write it", "[user_calls]") {
         const auto streamed = co_await http.stream("GET", base + "/bytes/10", {}, {}, {.read_timeout = 5s});
         CHECK(streamed.head().status == 200);
         const auto uploaded = co_await http.request(
-            "POST", base + "/post",
-            corun::http::upload([n = 0]() mutable -> awaitable<std::string> {
+            "POST", base + "/post", corun::http::upload([n = 0]() mutable -> awaitable<std::string> {
                 co_return ++n <= 2 ? std::string("ab") : std::string();
             }));
         CHECK(uploaded.body.find("abab") != std::string::npos);
