@@ -122,34 +122,20 @@ public:
     void complete(std::exception_ptr error, std::string_view bytes, wire::segment_view segment) override {
         auto slot = asio::get_associated_cancellation_slot(m_handler);
         if (slot.is_connected()) slot.clear();
-        if constexpr (is_into<R>::value) {
-            if (!error) {
-                try {
-                    wire::reader r(bytes, segment);
-                    if (r.pod<std::uint64_t>() != m_into.n)
-                        throw std::runtime_error("corun: a chunk came back with a wrong number of results");
-                    r.raw(m_into.dest, m_into.n * sizeof(*m_into.dest));
-                } catch (...) {
-                    error = std::current_exception();
-                }
-            }
-            Handler h = std::move(m_handler);
-            auto ex = asio::get_associated_executor(h, m_ex);
-            delete this;
-            asio::post(ex, asio::append(std::move(h), error));
-            return;
-        } else {
-            finish(error, bytes, segment);
-        }
-    }
-
-private:
-    void finish(std::exception_ptr error, std::string_view bytes, wire::segment_view segment) {
-        wire_result_t<R> value{};
+        // The handler gets the value, or only the error: for `void`, and for
+        // a map chunk, whose results are read straight into their place.
+        constexpr bool valueless = std::is_void_v<R> || is_into<R>::value;
+        std::conditional_t<valueless, std::monostate, wire_result_t<R>> value{};
         if (!error) {
             try {
                 wire::reader r(bytes, segment);
-                value = wire::get<wire_result_t<R>>(r);
+                if constexpr (is_into<R>::value) {
+                    if (r.pod<std::uint64_t>() != m_into.n)
+                        throw std::runtime_error("corun: a chunk came back with a wrong number of results");
+                    r.raw(m_into.dest, m_into.n * sizeof(*m_into.dest));
+                } else if constexpr (!valueless) {
+                    value = wire::get<wire_result_t<R>>(r);
+                }
             } catch (...) {
                 error = std::current_exception();
             }
@@ -159,13 +145,14 @@ private:
         // never on a thread of Asio's system pool behind the user's back.
         auto ex = asio::get_associated_executor(h, m_ex);
         delete this;
-        if constexpr (std::is_void_v<R>) {
+        if constexpr (valueless) {
             asio::post(ex, asio::append(std::move(h), error));
         } else {
             asio::post(ex, asio::append(std::move(h), error, std::move(value)));
         }
     }
 
+private:
     Handler m_handler;
     [[no_unique_address]] into_type m_into{};
     executor m_ex;
